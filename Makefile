@@ -1,0 +1,58 @@
+# The README's two commands are a contract: `make run` and `make test` set everything up
+# on a fresh Debian machine (Python >= 3.11) and then do their job.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CONFIG ?= conf/otpguard.toml
+CORPUS ?= ../shared/corpus
+DEB_PACKAGES := postfix libmilter-dev dnsmasq-base redis-server gcc python3-dev
+
+.PHONY: run test eval bench fuzz setup sysdeps venv clean
+
+setup: sysdeps venv
+
+# Debian packages: installed only when something is missing and we are root; as a normal user
+# we say what is missing and carry on (the tests that need them say why they cannot run).
+sysdeps:
+	@missing=""; \
+	command -v postconf >/dev/null 2>&1 || [ -x /usr/sbin/postconf ] || missing="$$missing postfix"; \
+	[ -f /usr/include/libmilter/mfapi.h ] || missing="$$missing libmilter-dev"; \
+	command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing="$$missing dnsmasq-base"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES) >/dev/null; \
+	else \
+	  echo "missing Debian packages:$$missing (run 'make setup' as root to install them)" >&2; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+run: setup
+	$(VENV)/bin/otpguard serve --config $(CONFIG) $(RUN_ARGS)
+
+test: setup
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+eval: setup
+	$(PY) bench/eval.py --config $(CONFIG) $(CORPUS)
+
+bench: setup
+	$(PY) bench/core.py --config $(CONFIG) $(CORPUS)
+
+fuzz: setup
+	$(PY) bench/fuzz.py --cases 100000 $(CORPUS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info milter/*.egg-info .pytest_cache

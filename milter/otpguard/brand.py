@@ -1,0 +1,110 @@
+"""Brand profiles: what a brand is called, which domains are really its own, its phone numbers."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrandProfile:
+    id: str
+    display: str
+    # Words whose mention claims the brand on their own ("amazon", "アマゾン").
+    names: tuple[str, ...]
+    # Product words that claim the brand only beside a main name or a lure ("prime", "kindle").
+    products: tuple[str, ...]
+    # Registered domains (by the Public Suffix List) that belong to the brand.
+    domains: tuple[str, ...]
+    # Domains the brand sends through or links to, that never claim to be the brand by themselves.
+    infrastructure_domains: tuple[str, ...]
+    # Labels lookalike domains imitate: the registrable label of the brand ("amazon").
+    stems: tuple[str, ...]
+    phones: tuple[str, ...]
+    # Lure vocabulary sets of the core (lures.py) that this brand's lures use.
+    lure_sets: tuple[str, ...]
+    # Brand-specific lure phrases, by lure kind.
+    extra_lures: dict[str, tuple[str, ...]]
+    # DKIM d= domains whose pass, with an aligned From, proves genuine mail.
+    path: str = ""
+
+    def owns(self, registered_domain: str | None) -> bool:
+        return bool(registered_domain) and registered_domain.lower() in self._domain_set
+
+    def trusts_link(self, registered_domain: str | None) -> bool:
+        d = (registered_domain or "").lower()
+        return d in self._domain_set or d in self._infra_set
+
+    @property
+    def _domain_set(self) -> frozenset[str]:
+        return _cached_set(self.domains)
+
+    @property
+    def _infra_set(self) -> frozenset[str]:
+        return _cached_set(self.infrastructure_domains)
+
+
+_SETS: dict[tuple[str, ...], frozenset[str]] = {}
+
+
+def _cached_set(items: tuple[str, ...]) -> frozenset[str]:
+    found = _SETS.get(items)
+    if found is None:
+        found = _SETS[items] = frozenset(x.lower() for x in items)
+    return found
+
+
+def load_brand(path: Path, *, config_file: Path | str, key: str) -> BrandProfile:
+    """Read a brand profile; errors name the profile file and the key."""
+    from .config import ConfigError  # the config module imports us; avoid a cycle at import
+
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(config_file, key, f"cannot read brand profile {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+
+    allowed = {"id", "display", "names", "products", "domains", "infrastructure_domains", "stems",
+               "phones", "lure_sets", "extra_lures"}
+    for k in data:
+        if k not in allowed:
+            raise ConfigError(path, k, "unknown key")
+
+    def strings(name: str, required: bool = False) -> tuple[str, ...]:
+        value = data.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
+            raise ConfigError(path, name, "must be a list of non-empty strings")
+        if required and not value:
+            raise ConfigError(path, name, "must not be empty")
+        return tuple(value)
+
+    for name in ("id", "display"):
+        if not isinstance(data.get(name), str) or not data[name]:
+            raise ConfigError(path, name, "must be a non-empty string")
+    extra = data.get("extra_lures", {})
+    if not isinstance(extra, dict):
+        raise ConfigError(path, "extra_lures", "must be a table of lists")
+    extra_lures: dict[str, tuple[str, ...]] = {}
+    for kind, phrases in extra.items():
+        if not isinstance(phrases, list) or not all(isinstance(x, str) and x for x in phrases):
+            raise ConfigError(path, f"extra_lures.{kind}", "must be a list of non-empty strings")
+        extra_lures[kind] = tuple(phrases)
+    return BrandProfile(
+        id=data["id"],
+        display=data["display"],
+        names=tuple(x.lower() for x in strings("names", True)),
+        products=tuple(x.lower() for x in strings("products")),
+        domains=tuple(x.lower() for x in strings("domains", True)),
+        infrastructure_domains=tuple(x.lower() for x in strings("infrastructure_domains")),
+        stems=tuple(x.lower() for x in strings("stems", True)),
+        phones=strings("phones"),
+        lure_sets=strings("lure_sets"),
+        extra_lures=extra_lures,
+        path=str(path),
+    )

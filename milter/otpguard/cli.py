@@ -1,0 +1,38 @@
+"""The `otpguard` command: scan, check-config, serve, quarantine."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+
+# Each subcommand lives in its own module with add_arguments(parser) and run(args) -> int.
+SUBCOMMANDS = {
+    "scan": ("otpguard.scan", "analyse saved mail (.eml, folders, mbox, Maildir)"),
+    "check-config": ("otpguard.checkconfig", "validate a configuration file"),
+    "serve": ("otpguard.serve", "run the milter"),
+    "quarantine": ("otpguard.quarantine", "list, show, release or delete held messages"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="otpguard", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"otpguard {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    modules = {}
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        modules[name] = importlib.import_module(module)
+        modules[name].add_arguments(p)
+    args = parser.parse_args(argv)
+    try:
+        return int(modules[args.command].run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

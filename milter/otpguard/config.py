@@ -1,0 +1,359 @@
+"""Typed configuration, read and validated once from TOML.
+
+Every key is consumed by exactly one reader; an unknown key is an error, so a typo never
+silently falls back to a default. Errors name the file and the dotted key.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from .brand import BrandProfile, load_brand
+
+T = TypeVar("T")
+
+LEVELS = ("clean", "suspicious", "phish", "genuine")
+ACTIONS = ("tag", "subject", "quarantine", "reject", "banner")
+
+
+class ConfigError(Exception):
+    """A bad configuration: names the file and the key."""
+
+    def __init__(self, file: str | Path, key: str, problem: str) -> None:
+        self.file, self.key, self.problem = str(file), key, problem
+        super().__init__(f"{file}: {key}: {problem}" if key else f"{file}: {problem}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnalysisConfig:
+    max_message_bytes: int = 20 * 1024 * 1024
+    max_part_bytes: int = 4 * 1024 * 1024
+    max_parts: int = 200
+    max_depth: int = 20
+    max_links: int = 2000
+    max_text_chars: int = 400_000
+    pdf_max_pages: int = 5
+    pdf_max_bytes: int = 4 * 1024 * 1024
+    time_budget_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScoringConfig:
+    suspicious: float = 5.0
+    phish: float = 10.0
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthConfig:
+    verify: bool = True
+    scope: str = "brand"  # brand | all
+    authserv_id: str = "otpguard"
+    trusted_authserv_ids: tuple[str, ...] = ()
+    use_upstream_results: bool = True
+    trusted_arc_sealers: tuple[str, ...] = ()
+    nameservers: tuple[str, ...] = ()
+    port: int = 53
+    query_timeout: float = 2.0
+    message_budget: float = 5.0
+    cache_size: int = 10_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionsConfig:
+    monitor: bool = False
+    by_level: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    subject_prefix: dict[str, str] = field(default_factory=dict)
+    reject_text: str = "5.7.1 Message looks like brand impersonation (otpguard)"
+    quarantine_reason: str = "otpguard: {level} score={score}"
+    banner_text: str = ""
+    banner_html: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MilterConfig:
+    socket: str = "unix:/run/otpguard/otpguard.sock"
+    socket_mode: str = "0660"
+    socket_owner: str = ""
+    socket_group: str = ""
+    on_error: str = "accept"  # accept | tempfail
+    spool_bytes: int = 1024 * 1024
+    spool_dir: str = ""
+    tcp_nodelay: bool = True
+    timeout_seconds: int = 600
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsConfig:
+    enabled: bool = True
+    listen: str = "127.0.0.1:9469"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BurstConfig:
+    enabled: bool = True
+    threshold: int = 3
+    window_seconds: int = 3600
+    subject_prefix: dict[str, str] = field(default_factory=dict)
+    notice: dict[str, str] = field(default_factory=dict)
+    default_language: str = "en"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateConfig:
+    backend: str = "memory"  # memory | redis
+    redis_url: str = ""
+    key_prefix: str = "otpguard:"
+    hash_salt: str = ""
+    error_log_interval_seconds: int = 60
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AliasConfig:
+    map: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggingConfig:
+    level: str = "info"
+    format: str = "logfmt"  # logfmt | json
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    path: str
+    brands: tuple[BrandProfile, ...]
+    analysis: AnalysisConfig
+    scoring: ScoringConfig
+    auth: AuthConfig
+    actions: ActionsConfig
+    milter: MilterConfig
+    metrics: MetricsConfig
+    bursts: BurstConfig
+    state: StateConfig
+    aliases: AliasConfig
+    logging: LoggingConfig
+
+    def weight(self, symbol: str) -> float:
+        return self.scoring.weights.get(symbol, 0.0)
+
+
+class _Section:
+    """Reads one TOML table; every key read is ticked off, leftovers are errors."""
+
+    def __init__(self, file: Path, prefix: str, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(file, prefix, "must be a table")
+        self.file, self.prefix, self.data, self.seen = file, prefix, data, set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: T,
+            check: Callable[[Any], str | None] | None = None) -> T:
+        self.seen.add(name)
+        if name not in self.data:
+            return default
+        value = self.data[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is an int in Python; a number must not accept true/false.
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise ConfigError(self.file, self.key(name), f"must be {names}, got {value!r}")
+        if check is not None and (problem := check(value)) is not None:
+            raise ConfigError(self.file, self.key(name), problem)
+        return value  # type: ignore[return-value]
+
+    def number(self, name: str, default: float, minimum: float = 0.0) -> float:
+        v = self.get(name, (int, float), default,
+                     lambda x: None if x >= minimum else f"must be >= {minimum}")
+        return float(v)
+
+    def integer(self, name: str, default: int, minimum: int = 0) -> int:
+        return self.get(name, int, default, lambda x: None if x >= minimum else f"must be >= {minimum}")
+
+    def string(self, name: str, default: str, choices: tuple[str, ...] | None = None) -> str:
+        check = None
+        if choices:
+            check = lambda x: None if x in choices else f"must be one of {', '.join(choices)}"  # noqa: E731
+        return self.get(name, str, default, check)
+
+    def strings(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        value = self.get(name, list, list(default),
+                         lambda xs: None if all(isinstance(x, str) for x in xs) else "must be a list of strings")
+        return tuple(value)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        return self.get(name, bool, default)
+
+    def table(self, name: str) -> "_Section":
+        self.seen.add(name)
+        return _Section(self.file, self.key(name), self.data.get(name, {}))
+
+    def str_map(self, name: str) -> dict[str, str]:
+        sub = self.table(name)
+        return {k: sub.string(k, "") for k in list(sub.data)}
+
+    def done(self) -> None:
+        extra = sorted(set(self.data) - self.seen)
+        if extra:
+            raise ConfigError(self.file, self.key(extra[0]), "unknown key")
+
+
+def load_config(path: str | Path) -> Config:
+    """Load and validate a config file; raises ConfigError naming file and key."""
+    file = Path(path)
+    try:
+        with file.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(file, "", f"cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "", f"not valid TOML: {exc}") from None
+
+    root = _Section(file, "", data)
+
+    g = root.table("general")
+    brand_files = g.strings("brands", ("brands/amazon.toml",))
+    if not brand_files:
+        raise ConfigError(file, "general.brands", "must name at least one brand profile")
+    brands = []
+    for name in brand_files:
+        bpath = (file.parent / name) if not Path(name).is_absolute() else Path(name)
+        brands.append(load_brand(bpath, config_file=file, key="general.brands"))
+    g.done()
+
+    a = root.table("analysis")
+    d = AnalysisConfig()
+    analysis = AnalysisConfig(
+        max_message_bytes=a.integer("max_message_bytes", d.max_message_bytes, 1024),
+        max_part_bytes=a.integer("max_part_bytes", d.max_part_bytes, 1024),
+        max_parts=a.integer("max_parts", d.max_parts, 1),
+        max_depth=a.integer("max_depth", d.max_depth, 1),
+        max_links=a.integer("max_links", d.max_links, 1),
+        max_text_chars=a.integer("max_text_chars", d.max_text_chars, 1000),
+        pdf_max_pages=a.integer("pdf_max_pages", d.pdf_max_pages, 0),
+        pdf_max_bytes=a.integer("pdf_max_bytes", d.pdf_max_bytes, 0),
+        time_budget_seconds=a.number("time_budget_seconds", d.time_budget_seconds, 0.1),
+    )
+    a.done()
+
+    s = root.table("scoring")
+    sw = s.table("weights")
+    weights = {k: sw.number(k, 0.0, minimum=-1000.0) for k in list(sw.data)}
+    sw.done()
+    scoring = ScoringConfig(suspicious=s.number("suspicious", 5.0), phish=s.number("phish", 10.0), weights=weights)
+    if scoring.phish < scoring.suspicious:
+        raise ConfigError(file, "scoring.phish", "must be >= scoring.suspicious")
+    s.done()
+
+    au = root.table("auth")
+    da = AuthConfig()
+    auth = AuthConfig(
+        verify=au.boolean("verify", da.verify),
+        scope=au.string("scope", da.scope, ("brand", "all")),
+        authserv_id=au.string("authserv_id", da.authserv_id),
+        trusted_authserv_ids=au.strings("trusted_authserv_ids"),
+        use_upstream_results=au.boolean("use_upstream_results", da.use_upstream_results),
+        trusted_arc_sealers=tuple(x.lower() for x in au.strings("trusted_arc_sealers")),
+        nameservers=au.strings("nameservers"),
+        port=au.integer("port", da.port, 1),
+        query_timeout=au.number("query_timeout", da.query_timeout, 0.01),
+        message_budget=au.number("message_budget", da.message_budget, 0.01),
+        cache_size=au.integer("cache_size", da.cache_size, 0),
+    )
+    if not auth.authserv_id or any(c in auth.authserv_id for c in " ;\r\n"):
+        raise ConfigError(file, "auth.authserv_id", "must be a non-empty token without spaces or ';'")
+    au.done()
+
+    ac = root.table("actions")
+    by_level: dict[str, tuple[str, ...]] = {}
+    for level in LEVELS:
+        acts = ac.strings(level, ())
+        for act in acts:
+            if act not in ACTIONS:
+                raise ConfigError(file, f"actions.{level}", f"unknown action {act!r} (known: {', '.join(ACTIONS)})")
+        by_level[level] = acts
+    prefix = ac.str_map("subject_prefix")
+    for level in prefix:
+        if level not in LEVELS:
+            raise ConfigError(file, f"actions.subject_prefix.{level}", "unknown verdict level")
+    actions = ActionsConfig(
+        monitor=ac.boolean("monitor", False),
+        by_level=by_level,
+        subject_prefix=prefix,
+        reject_text=ac.string("reject_text", ActionsConfig().reject_text),
+        quarantine_reason=ac.string("quarantine_reason", ActionsConfig().quarantine_reason),
+        banner_text=ac.string("banner_text", ""),
+        banner_html=ac.string("banner_html", ""),
+    )
+    if not actions.reject_text.startswith("5."):
+        raise ConfigError(file, "actions.reject_text", "must start with an enhanced status code 5.x.y")
+    ac.done()
+
+    m = root.table("milter")
+    dm = MilterConfig()
+    milter = MilterConfig(
+        socket=m.string("socket", dm.socket, None),
+        socket_mode=m.string("socket_mode", dm.socket_mode),
+        socket_owner=m.string("socket_owner", ""),
+        socket_group=m.string("socket_group", ""),
+        on_error=m.string("on_error", dm.on_error, ("accept", "tempfail")),
+        spool_bytes=m.integer("spool_bytes", dm.spool_bytes, 0),
+        spool_dir=m.string("spool_dir", ""),
+        tcp_nodelay=m.boolean("tcp_nodelay", True),
+        timeout_seconds=m.integer("timeout_seconds", dm.timeout_seconds, 1),
+    )
+    if not (milter.socket.startswith("unix:") or milter.socket.startswith("inet:")):
+        raise ConfigError(file, "milter.socket", "must be unix:/path or inet:HOST:PORT")
+    try:
+        int(milter.socket_mode, 8)
+    except ValueError:
+        raise ConfigError(file, "milter.socket_mode", "must be an octal mode such as 0660") from None
+    m.done()
+
+    me = root.table("metrics")
+    metrics = MetricsConfig(enabled=me.boolean("enabled", True), listen=me.string("listen", MetricsConfig().listen))
+    me.done()
+
+    b = root.table("bursts")
+    db = BurstConfig()
+    bursts = BurstConfig(
+        enabled=b.boolean("enabled", db.enabled),
+        threshold=b.integer("threshold", db.threshold, 1),
+        window_seconds=b.integer("window_seconds", db.window_seconds, 1),
+        subject_prefix=b.str_map("subject_prefix"),
+        notice=b.str_map("notice"),
+        default_language=b.string("default_language", db.default_language),
+    )
+    b.done()
+
+    st = root.table("state")
+    state = StateConfig(
+        backend=st.string("backend", "memory", ("memory", "redis")),
+        redis_url=st.string("redis_url", ""),
+        key_prefix=st.string("key_prefix", StateConfig().key_prefix),
+        hash_salt=st.string("hash_salt", ""),
+        error_log_interval_seconds=st.integer("error_log_interval_seconds", 60, 1),
+    )
+    if state.backend == "redis" and not state.redis_url:
+        raise ConfigError(file, "state.redis_url", "is required when state.backend = \"redis\"")
+    st.done()
+
+    al = root.table("aliases")
+    aliases = AliasConfig(map={k.lower(): v.lower() for k, v in al.str_map("map").items()})
+    al.done()
+
+    lg = root.table("logging")
+    logging_cfg = LoggingConfig(
+        level=lg.string("level", "info", ("debug", "info", "warning", "error")),
+        format=lg.string("format", "logfmt", ("logfmt", "json")),
+    )
+    lg.done()
+
+    root.done()
+    return Config(path=str(file), brands=tuple(brands), analysis=analysis, scoring=scoring, auth=auth,
+                  actions=actions, milter=milter, metrics=metrics, bursts=bursts, state=state,
+                  aliases=aliases, logging=logging_cfg)
