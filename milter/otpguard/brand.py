@@ -4,10 +4,6 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,23 +25,25 @@ class BrandProfile:
     lure_sets: tuple[str, ...]
     # Brand-specific lure phrases, by lure kind.
     extra_lures: dict[str, tuple[str, ...]]
-    # DKIM d= domains whose pass, with an aligned From, proves genuine mail.
     path: str = ""
 
-    def owns(self, registered_domain: str | None) -> bool:
-        return bool(registered_domain) and registered_domain.lower() in self._domain_set
+    def owns(self, host: str | None) -> bool:
+        """Is this host (or domain) one of the brand's own domains or below one?"""
+        return _below(host, _cached_set(self.domains))
 
-    def trusts_link(self, registered_domain: str | None) -> bool:
-        d = (registered_domain or "").lower()
-        return d in self._domain_set or d in self._infra_set
+    def trusts_link(self, host: str | None) -> bool:
+        """Is this host the brand's own or its sending/linking infrastructure?"""
+        return _below(host, _cached_set(self.domains)) or _below(host, _cached_set(self.infrastructure_domains))
 
-    @property
-    def _domain_set(self) -> frozenset[str]:
-        return _cached_set(self.domains)
 
-    @property
-    def _infra_set(self) -> frozenset[str]:
-        return _cached_set(self.infrastructure_domains)
+def _below(host: str | None, domains: frozenset[str]) -> bool:
+    # Suffix walk rather than PSL lookup: immune to PSL gaps such as com.be.
+    h = (host or "").lower().rstrip(".")
+    while h:
+        if h in domains:
+            return True
+        _, _, h = h.partition(".")
+    return False
 
 
 _SETS: dict[tuple[str, ...], frozenset[str]] = {}

@@ -20,14 +20,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="otpguard", description=__doc__)
     parser.add_argument("--version", action="version", version=f"otpguard {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    modules = {}
-    for name, (module, help_text) in SUBCOMMANDS.items():
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    module = None
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        modules[name] = importlib.import_module(module)
-        modules[name].add_arguments(p)
+        if name == chosen:  # import only what runs: serve pulls in libmilter, scan does not
+            module = importlib.import_module(module_name)
+            module.add_arguments(p)
     args = parser.parse_args(argv)
+    assert module is not None
     try:
-        return int(modules[args.command].run(args) or 0)
+        return int(module.run(args) or 0)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -1,0 +1,229 @@
+"""Policy: what to do with a message, as data. The adapter is the only place that acts.
+
+`plan()` maps a Decision and the [actions] config to a tuple of frozen Action values, in the
+order the adapter applies them. Nothing here touches the MTA.
+"""
+from __future__ import annotations
+
+import base64
+import email.parser
+import email.policy
+import html as html_lib
+import quopri
+import re
+from dataclasses import dataclass
+from typing import Union
+
+from .config import ActionsConfig
+from .headers import (SYMBOLS, VERDICT, escape_text, fold, format_score, rewrite_subject, safe_value,
+                      symbols_value, verdict_value)
+from .model import Decision
+
+AUTH_RESULTS = "Authentication-Results"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoveForgedHeaders:
+    """Delete incoming X-OTPGuard-* and Authentication-Results claiming our authserv-id."""
+
+    authserv_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddHeader:
+    """Add a header; index -1 appends, 0 inserts at the top (trace-header position)."""
+
+    name: str
+    value: str
+    index: int = -1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangeSubject:
+    """Replace the first Subject (or add one when the message has none)."""
+
+    value: str
+    add: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quarantine:
+    """Put the message on Postfix's hold queue with a reason."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reject:
+    """Refuse the message at end of DATA."""
+
+    code: str = "550"
+    xcode: str = "5.7.1"
+    text: str = "Message rejected"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Banner:
+    """Prepend a warning to a single-part text/plain or text/html body."""
+
+    text: str
+    html: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Monitor:
+    """Monitor mode: nothing is applied; `would` names what the config asks for."""
+
+    would: tuple[str, ...] = ()
+
+
+Action = Union[RemoveForgedHeaders, AddHeader, ChangeSubject, Quarantine, Reject, Banner, Monitor]
+
+
+def level_key(decision: Decision) -> str:
+    """The [actions] table key for a decision: genuine wins over the score level."""
+    return "genuine" if decision.genuine else str(decision.level.value)
+
+
+def tag_headers(decision: Decision, auth_results: str | None = None) -> tuple[AddHeader, ...]:
+    """Our verdict headers (and Authentication-Results when we checked auth ourselves)."""
+    verdict = verdict_value(decision.level.value, decision.score, genuine=decision.genuine,
+                            analysed=decision.analysed)
+    symbols = symbols_value(tuple((h.symbol, h.score, h.reason) for h in decision.hits))
+    out = [AddHeader(name=VERDICT, value=verdict),
+           AddHeader(name=SYMBOLS, value=fold(symbols, len(SYMBOLS)))]
+    if auth_results:
+        # RFC 8601 5: A-R goes above the fields it describes, like a trace header.
+        out.insert(0, AddHeader(name=AUTH_RESULTS, value=safe_value(auth_results), index=0))
+    return tuple(out)
+
+
+def _reject(cfg: ActionsConfig) -> Reject:
+    xcode, _, text = cfg.reject_text.partition(" ")
+    # libmilter drops a reply whose text holds a lone '%' (smfi_setreply); double them.
+    text = escape_text(text.strip() or "Message rejected", 200).replace("%", "%%")
+    return Reject(code="550", xcode=xcode, text=text)
+
+
+def _quarantine_reason(decision: Decision, cfg: ActionsConfig) -> str:
+    try:
+        reason = cfg.quarantine_reason.format(level=level_key(decision), score=format_score(decision.score))
+    except (KeyError, IndexError, ValueError):
+        reason = f"otpguard: {level_key(decision)} score={format_score(decision.score)}"
+    return escape_text(reason, 200)
+
+
+def plan(decision: Decision, cfg: ActionsConfig, subject: str | None, *,
+         auth_results: str | None = None, authserv_id: str | None = None) -> tuple[Action, ...]:
+    """The actions for one message, in the order the adapter must apply them.
+
+    `subject` is the raw value of the first Subject header (None when absent);
+    `auth_results` is our own Authentication-Results value, if the engine made one.
+    A quarantined message always carries the verdict headers, so the hold queue listing can
+    say why it is there; a rejected message needs nothing else.
+    """
+    key = level_key(decision)
+    wanted = cfg.by_level.get(key, ())
+    if cfg.monitor:
+        return (Monitor(would=tuple(wanted)),)
+    out: list[Action] = [RemoveForgedHeaders(authserv_id=authserv_id)]
+    if "reject" in wanted:
+        return (_reject(cfg),)
+    if "tag" in wanted or "quarantine" in wanted:
+        out += tag_headers(decision, auth_results)
+    if "subject" in wanted:
+        new = rewrite_subject(subject, cfg.subject_prefix.get(key, ""))
+        if new is not None:
+            out.append(ChangeSubject(value=new, add=subject is None))
+    if "banner" in wanted and (cfg.banner_text or cfg.banner_html):
+        out.append(Banner(text=cfg.banner_text, html=cfg.banner_html))
+    if "quarantine" in wanted:
+        out.append(Quarantine(reason=_quarantine_reason(decision, cfg)))
+    return tuple(out)
+
+
+def error_plan(authserv_id: str | None = None) -> tuple[Action, ...]:
+    """What on_error = "accept" applies: forged headers still go, and the verdict says error."""
+    return (RemoveForgedHeaders(authserv_id=authserv_id), AddHeader(name=VERDICT, value="error"))
+
+
+def describe(actions: tuple[Action, ...]) -> str:
+    """A short action summary for the log line: tag+subject+quarantine, monitor, reject, none."""
+    names: list[str] = []
+    for a in actions:
+        match a:
+            case Monitor():
+                return "monitor"
+            case Reject():
+                return "reject"
+            case AddHeader(name=n) if n == VERDICT:
+                names.append("tag")
+            case ChangeSubject():
+                names.append("subject")
+            case Banner():
+                names.append("banner")
+            case Quarantine():
+                names.append("quarantine")
+    return "+".join(dict.fromkeys(names)) or "none"
+
+
+# --- Banner --------------------------------------------------------------------------------
+
+_ENCODINGS = ("7bit", "8bit", "quoted-printable", "base64", "")
+_BODY_TAG = re.compile(rb"<body\b[^>]*>", re.IGNORECASE)
+
+
+def banner_body(raw: bytes, text: str, html: str) -> tuple[bytes | None, str]:
+    """The new body (CRLF line ends) with the banner prepended, or (None, why skipped).
+
+    Only a single-part text/plain or text/html message is changed: rewriting a multipart
+    body would mean re-serialising MIME structure we did not write (boundaries, nested
+    parts, signatures), which is where mail gets damaged; such messages keep their body and
+    still get the headers and subject of the verdict.
+    """
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, body = raw.partition(b"\n\n")
+    msg = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head + b"\r\n\r\n")
+    ctype = msg.get_content_type()
+    if msg.get_content_maintype() == "multipart":
+        return None, "multipart"
+    if ctype not in ("text/plain", "text/html"):
+        return None, f"content type {ctype}"
+    banner = text if ctype == "text/plain" else (html or ("<p>" + html_lib.escape(text) + "</p>"))
+    if not banner:
+        return None, "no banner for " + ctype
+    cte = str(msg.get("Content-Transfer-Encoding", "")).strip().lower()
+    if cte not in _ENCODINGS:
+        return None, f"transfer encoding {cte}"
+    charset = msg.get_content_charset() or "us-ascii"
+    try:
+        # HTML can carry any character as a numeric reference, whatever its charset.
+        banner_bytes = banner.encode(charset, "xmlcharrefreplace" if ctype == "text/html" else "strict")
+    except (LookupError, UnicodeEncodeError):
+        return None, f"banner not representable in {charset}"
+    if cte in ("7bit", "") and any(b > 0x7F for b in banner_bytes):
+        return None, "8-bit banner in a 7bit part"
+    try:
+        if cte == "base64":
+            decoded = base64.b64decode(body)
+        elif cte == "quoted-printable":
+            decoded = quopri.decodestring(body)
+        else:
+            decoded = body
+    except (ValueError, TypeError):
+        return None, f"undecodable {cte} body"
+    eol = b"\r\n"
+    banner_bytes = banner_bytes.replace(b"\r\n", b"\n").replace(b"\n", eol)
+    if ctype == "text/plain":
+        new = banner_bytes + eol + eol + decoded
+    else:
+        # Inside <body> when there is one, so the page stays well-formed.
+        m = _BODY_TAG.search(decoded)
+        at = m.end() if m else 0
+        new = decoded[:at] + banner_bytes + eol + decoded[at:]
+    if cte == "base64":
+        return base64.encodebytes(new).replace(b"\n", eol), ""
+    if cte == "quoted-printable":
+        return quopri.encodestring(new.replace(eol, b"\n")).replace(b"\n", eol), ""
+    return new, ""

@@ -1,0 +1,141 @@
+"""Domains: registered domain by the Public Suffix List (offline), and lookalike tests."""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import tldextract
+
+from .brand import BrandProfile
+from .normalize import clean, fold_lookalike, skeleton
+
+
+@lru_cache(maxsize=1)
+def _extractor() -> tldextract.TLDExtract:
+    # The bundled suffix list only: no download at run time, no cache directory written.
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
+
+
+@lru_cache(maxsize=65536)
+def registered_domain(host: str) -> str:
+    """The registrable domain of a host ('' for IP literals and bare suffixes)."""
+    host = host.strip().rstrip(".").lower()
+    if not host or is_ip(host):
+        return ""
+    ext = _extractor()(host)
+    return ext.top_domain_under_public_suffix or ""
+
+
+@lru_cache(maxsize=65536)
+def split_host(host: str) -> tuple[str, str, str]:
+    """(subdomain, registrable label, public suffix) of a host."""
+    ext = _extractor()(host.strip().rstrip(".").lower())
+    return ext.subdomain, ext.domain, ext.suffix
+
+
+def host_in(host: str, domains: frozenset[str] | tuple[str, ...]) -> bool:
+    """Is host one of the domains or a subdomain of one? (Immune to PSL gaps like com.be.)"""
+    host = host.lower().rstrip(".")
+    while host:
+        if host in domains:
+            return True
+        _, _, host = host.partition(".")
+    return False
+
+
+def is_ip(host: str) -> bool:
+    h = host.strip("[]")
+    try:
+        ipaddress.ip_address(h)
+        return True
+    except ValueError:
+        pass
+    # Browsers also accept integer and dotted hex/octal forms: http://3232235777/, 0x7f.1
+    return bool(re.fullmatch(r"(?:0x[0-9a-f]+|\d+)(?:\.(?:0x[0-9a-f]+|\d+)){1,3}|\d{8,10}", h))
+
+
+def unpunycode(host: str) -> str:
+    """Decode IDNA labels (xn--) to Unicode; undecodable labels stay as they are."""
+    if "xn--" not in host:
+        return host
+    labels = []
+    for label in host.split("."):
+        if label.startswith("xn--"):
+            try:
+                label = label[4:].encode("ascii").decode("punycode")
+            except (UnicodeError, ValueError):
+                pass
+        labels.append(label)
+    return ".".join(labels)
+
+
+def osa_distance(a: str, b: str, limit: int = 3) -> int:
+    """Optimal string alignment distance (Levenshtein plus adjacent transpositions), capped."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Lookalike:
+    domain: str
+    stem: str
+    how: str  # "brand in label", "typo", "homoglyph", "brand in subdomain", "punycode"
+
+
+def _fold(text: str) -> str:
+    return fold_lookalike(skeleton(clean(text)))
+
+
+@lru_cache(maxsize=16384)
+def _lookalike(host: str, stems: tuple[str, ...], owned: frozenset[str]) -> Lookalike | None:
+    host = host.lower().rstrip(".")
+    reg = registered_domain(host)
+    if not reg or reg in owned or host_in(host, owned):
+        return None
+    sub, label, _suffix = split_host(host)
+    punycode = "xn--" in host
+    uhost = unpunycode(host)
+    ulabel = unpunycode(label)
+    for stem in stems:
+        fstem = _fold(stem)
+        flabel = _fold(ulabel)
+        if flabel == fstem:
+            how = "punycode" if punycode else ("homoglyph" if ulabel != stem else "same name, other suffix")
+            return Lookalike(domain=host, stem=stem, how=how)
+        tokens = [t for t in re.split(r"[-_]+", flabel) if t]
+        for tok in tokens + [flabel.replace("-", "")]:
+            if fstem in tok:
+                return Lookalike(domain=host, stem=stem, how="brand in name")
+            if len(tok) >= 5 and osa_distance(tok, fstem, 2) <= (1 if len(fstem) < 8 else 2):
+                return Lookalike(domain=host, stem=stem, how="typo" if not punycode else "punycode")
+        if sub:
+            fsub = _fold(unpunycode(sub))
+            for t in re.split(r"[.\-_]+", fsub):
+                if fstem == t or (len(t) >= 5 and (fstem in t or osa_distance(t, fstem, 1) <= 1)):
+                    return Lookalike(domain=host, stem=stem, how="brand in subdomain")
+        if punycode and fstem in _fold(uhost):
+            return Lookalike(domain=host, stem=stem, how="punycode")
+    return None
+
+
+def lookalike(host: str, brand: BrandProfile) -> Lookalike | None:
+    """Does this host imitate one of the brand's domains (and is not one of them)?"""
+    if not host or is_ip(host):
+        return None
+    owned = frozenset(brand.domains) | frozenset(brand.infrastructure_domains)
+    return _lookalike(host, brand.stems, owned)

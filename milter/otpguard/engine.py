@@ -1,0 +1,67 @@
+"""The engine: size cap, parse, (optional) sender authentication by DNS, then the pure core.
+
+This is the one entry point the milter and the scanner share.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from . import pipeline
+from .config import Config
+from .model import AuthSummary, Decision, Envelope, Hit, Level
+from .parse import parse_message
+from .verdict import score_hits
+
+
+class Engine:
+    """Holds a validated config (and its DNS client); analyse() is thread-safe."""
+
+    def __init__(self, config: Config, *, verify: bool | None = None, dns: Any = None) -> None:
+        self.config = config
+        self.verify = config.auth.verify if verify is None else verify
+        self.dns = dns
+        if self.verify and self.dns is None:
+            from .dnsio import DnsClient
+
+            a = config.auth
+            self.dns = DnsClient(nameservers=a.nameservers, port=a.port, query_timeout=a.query_timeout,
+                                 cache_size=a.cache_size)
+
+    def analyse(self, raw: bytes, envelope: Envelope) -> Decision:
+        """Analyse one message's raw bytes."""
+        cfg = self.config
+        if len(raw) > cfg.analysis.max_message_bytes:
+            hit = Hit(symbol="NOT_ANALYSED", strength=1.0,
+                      reason=f"not analysed: {len(raw)} bytes > max_message_bytes {cfg.analysis.max_message_bytes}")
+            score, scored = score_hits([hit], cfg.scoring)
+            return Decision(level=Level.CLEAN, score=score, analysed=False, hits=scored, notes=(hit.reason,))
+        msg = parse_message(raw, cfg.analysis)
+        ctxs = pipeline.contexts(msg, envelope, cfg)
+        auth = self._authenticate(raw, msg, envelope, ctxs)
+        return pipeline.decide(ctxs, cfg, auth)
+
+    def _authenticate(self, raw: bytes, msg, envelope: Envelope, ctxs) -> AuthSummary | None:
+        a = self.config.auth
+        in_scope = a.scope == "all" or pipeline.claims_brand(ctxs)
+        if not in_scope:
+            return None
+        if a.trusted_authserv_ids and a.use_upstream_results:
+            from .authresults import summary_from_headers
+
+            from_domain = msg.from_[0].domain if msg.from_ else None
+            upstream = summary_from_headers(list(msg.headers), a.trusted_authserv_ids, from_domain)
+            if upstream is not None:
+                return upstream
+        if not self.verify:
+            return None
+        from .auth import verify
+
+        return verify(raw, envelope, dns=self.dns, cfg=a, budget_seconds=a.message_budget)
+
+    def own_results_header(self, decision: Decision) -> str | None:
+        """Value of our Authentication-Results header, when we checked authentication ourselves."""
+        if decision.auth is None or decision.auth.source != "local":
+            return None
+        from .authresults import own_results_header
+
+        return own_results_header(decision.auth, self.config.auth.authserv_id)

@@ -1,0 +1,225 @@
+"""Header text we write: attacker-proof escaping, folding, verdict values and subject prefixes.
+
+Everything here is pure. Header values we emit are ASCII-only and can never contain a line
+break that is not a fold (LF followed by a space), so no input can start a new header field.
+Folding uses a bare LF: libmilter passes values through and Postfix stores header lines with
+its own line endings (MILTER_README, "header folding").
+"""
+from __future__ import annotations
+
+import base64
+import re
+from email.header import decode_header, make_header
+
+OWN_PREFIX = "X-OTPGuard-"
+VERDICT = "X-OTPGuard-Verdict"
+SYMBOLS = "X-OTPGuard-Symbols"
+
+FOLD_WIDTH = 78            # RFC 5322 2.1.1: lines SHOULD be at most 78 characters
+REASON_LIMIT = 120         # characters of one escaped reason
+SYMBOLS_LIMIT = 2000       # characters of the whole X-OTPGuard-Symbols value
+MAX_SYMBOLS = 30
+
+_SYMBOL_RE = re.compile(r"[^A-Z0-9_]")
+# RFC 2047 encoded-word (charset may carry an RFC 2231 language suffix).
+_ENCODED_WORD_RE = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+
+
+def is_own_header(name: str) -> bool:
+    """True for header names in our namespace (X-OTPGuard-*), which outsiders must not set."""
+    return name.strip().lower().startswith(OWN_PREFIX.lower())
+
+
+def escape_text(text: str, limit: int = REASON_LIMIT) -> str:
+    """ASCII-only, single-line rendering of untrusted text, truncated to about limit characters.
+
+    Printable ASCII stays; backslash and brackets are escaped; controls, 8-bit and
+    surrogate-escaped raw bytes become \\xNN / \\uNNNN, so CR/LF can never reach a header.
+    """
+    out: list[str] = []
+    used = 0
+    for ch in text:
+        o = ord(ch)
+        if ch in "\\[]":
+            piece = "\\" + ch
+        elif 0x20 <= o < 0x7F:
+            piece = ch
+        elif 0xDC80 <= o <= 0xDCFF:  # surrogateescape'd raw byte from undecodable input
+            piece = f"\\x{o - 0xDC00:02x}"
+        elif o < 0x100:
+            piece = f"\\x{o:02x}"
+        elif o < 0x10000:
+            piece = f"\\u{o:04x}"
+        else:
+            piece = f"\\U{o:08x}"
+        if used + len(piece) > limit:
+            out.append("...")
+            break
+        out.append(piece)
+        used += len(piece)
+    return "".join(out)
+
+
+def safe_value(value: str, limit: int = 4000) -> str:
+    """Make a trusted-format value (e.g. our Authentication-Results) header-safe.
+
+    Existing folds (LF or CRLF followed by space/tab) are kept; any other CR/LF becomes a
+    space; other controls and non-ASCII characters are escaped.
+    """
+    value = value.replace("\r\n", "\n")
+    out: list[str] = []
+    for i, ch in enumerate(value):
+        if ch == "\n":
+            nxt = value[i + 1] if i + 1 < len(value) else ""
+            out.append("\n" if nxt in (" ", "\t") else " ")
+        elif ch == "\t" or 0x20 <= ord(ch) < 0x7F:
+            out.append(ch)
+        else:
+            out.append(escape_text(ch, 16))
+    text = "".join(out).strip()
+    return text[:limit]
+
+
+def fold(value: str, name_len: int, width: int = FOLD_WIDTH) -> str:
+    """Fold a one-line value at spaces so lines stay near width; unfolding restores it exactly.
+
+    A fold is inserted as LF before an existing space (RFC 5322 3.2.2), never by adding
+    whitespace, so a value unfolds to the same characters.
+    """
+    words = value.split(" ")
+    lines: list[str] = []
+    line = ""
+    room = width - name_len - 2  # "Name: "
+    for word in words:
+        candidate = word if not line else line + " " + word
+        if line and len(candidate) > room:
+            lines.append(line)
+            line = word
+            room = width - 1  # continuation lines start with the space
+        else:
+            line = candidate
+    lines.append(line)
+    return "\n ".join(lines)
+
+
+def format_score(score: float) -> str:
+    """A short, locale-free decimal: 12.5, 10, -1.25 (never exponent notation)."""
+    text = f"{score:.2f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def verdict_value(level: str, score: float, *, genuine: bool = False, analysed: bool = True) -> str:
+    """The X-OTPGuard-Verdict value: `<level>; score=<n>` plus optional flags."""
+    value = f"{escape_text(level, 20)}; score={format_score(score)}"
+    if genuine:
+        value += "; genuine=yes"
+    if not analysed:
+        value += "; analysed=no"
+    return value
+
+
+def symbol_name(symbol: str) -> str:
+    """Symbols are UPPER_SNAKE; anything else is replaced, never passed through."""
+    return _SYMBOL_RE.sub("_", symbol.upper())[:64] or "UNKNOWN"
+
+
+def symbols_value(hits: list[tuple[str, float, str]] | tuple[tuple[str, float, str], ...],
+                  *, max_symbols: int = MAX_SYMBOLS, reason_limit: int = REASON_LIMIT,
+                  total_limit: int = SYMBOLS_LIMIT) -> str:
+    """The X-OTPGuard-Symbols value (unfolded): `SYM(score) [reason]; SYM2(score) [reason]`.
+
+    Bounded: at most max_symbols entries and about total_limit characters; the rest is
+    summarised as `...(+N more)`.
+    """
+    entries: list[str] = []
+    used = 0
+    for i, (symbol, score, reason) in enumerate(hits):
+        entry = f"{symbol_name(symbol)}({format_score(score)})"
+        if reason:
+            entry += f" [{escape_text(reason, reason_limit)}]"
+        if i >= max_symbols or used + len(entry) + 2 > total_limit:
+            entries.append(f"...(+{len(hits) - i} more)")
+            break
+        entries.append(entry)
+        used += len(entry) + 2
+    return "; ".join(entries) if entries else "none"
+
+
+# --- Subject -----------------------------------------------------------------------------
+
+def _normalise_folding(value: str) -> str:
+    """Keep folds, drop stray CR, and make sure every LF is followed by whitespace."""
+    value = value.replace("\r\n", "\n").replace("\r", "")
+    return re.sub(r"\n(?![ \t])", "\n ", value)
+
+
+def has_raw_bytes(value: str) -> bool:
+    """True when the value carries undecodable raw bytes (surrogate escapes)."""
+    return any(0xDC80 <= ord(c) <= 0xDCFF for c in value)
+
+
+def decode_subject(value: str) -> str:
+    """The displayed text of a Subject value (RFC 2047 decoded); raw value if undecodable."""
+    text = value.replace("\r", "").replace("\n", "")
+    if has_raw_bytes(text):
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    try:
+        return str(make_header(decode_header(text)))
+    except Exception:  # malformed encoded-words or unknown charsets: compare the raw text
+        return text
+
+
+def encoded_words(text: str, max_bytes: int = 45) -> list[str]:
+    """RFC 2047 B-encoded UTF-8 words, each under 75 characters, split on character boundaries."""
+    words: list[str] = []
+    chunk = ""
+    for ch in text:
+        if len((chunk + ch).encode("utf-8")) > max_bytes:
+            words.append(chunk)
+            chunk = ""
+        chunk += ch
+    if chunk or not words:
+        words.append(chunk)
+    return ["=?UTF-8?B?" + base64.b64encode(w.encode("utf-8")).decode("ascii") + "?=" for w in words]
+
+
+def clean_prefix(prefix: str) -> str:
+    """A configured prefix without controls or surrounding whitespace."""
+    return "".join(c for c in prefix if c == " " or (ord(c) >= 0x20 and ord(c) != 0x7F)).strip()
+
+
+def subject_has_prefix(value: str, prefix: str) -> bool:
+    """True when the displayed subject already starts with the prefix (re-scan, loops)."""
+    prefix = clean_prefix(prefix)
+    return bool(prefix) and decode_subject(value).lstrip().startswith(prefix)
+
+
+def rewrite_subject(value: str | None, prefix: str) -> str | None:
+    """The new Subject value with prefix in front, or None when nothing is to change.
+
+    Keeps RFC 2047 valid: an ASCII prefix is plain text; a non-ASCII prefix becomes UTF-8
+    encoded-words. When the subject starts with an encoded-word, the separating space goes
+    inside our encoded-word, because whitespace between adjacent encoded-words is not
+    displayed (RFC 2047 6.2). Undecodable raw 8-bit subjects are re-encoded as UTF-8
+    encoded-words (with replacement characters) since pymilter can only send valid UTF-8.
+    """
+    prefix = clean_prefix(prefix)
+    if not prefix:
+        return None
+    if value is None:
+        return prefix if prefix.isascii() else " ".join(encoded_words(prefix))
+    if subject_has_prefix(value, prefix):
+        return None
+    original = _normalise_folding(value).strip(" \t")
+    if has_raw_bytes(original):
+        text = original.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        text = text.replace("\n", "")
+        return " ".join(encoded_words(f"{prefix} {text}"))
+    if not original:
+        return prefix if prefix.isascii() else " ".join(encoded_words(prefix))
+    if prefix.isascii():
+        return f"{prefix} {original}"
+    starts_encoded = _ENCODED_WORD_RE.match(original) is not None
+    if starts_encoded:
+        return " ".join(encoded_words(prefix + " ")) + " " + original
+    return " ".join(encoded_words(prefix)) + " " + original

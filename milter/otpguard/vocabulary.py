@@ -1,0 +1,157 @@
+"""Lure vocabulary by kind, in ja, en, fr, de, es, it, pt, zh (and a little pl, nl).
+
+Patterns run on `normalize.clean` text: NFKC (fullwidth folded), invisibles removed,
+whitespace folded, case folded. Keep phrases generic (what every lure of the kind says),
+never a sentence from one sample.
+"""
+from __future__ import annotations
+
+import re
+
+_W = r"(?:\s*)"  # Japanese and Chinese have no spaces; Latin phrases use " " after clean()
+
+LURES: dict[str, list[str]] = {
+    # Security codes, one-time passwords, PINs.
+    "otp": [
+        r"\b(?:security|verification|authentication|confirmation|login|sign[- ]?in|access|one[- ]time) (?:code|pin|passcode)s?\b",
+        r"\bone[- ]time (?:password|passcode|pass ?code)\b", r"\botp\b", r"\bpasscode\b",
+        r"\b(?:2|two)[- ](?:step|factor) (?:verification|authentication)\b", r"\bsecurity pin\b",
+        r"ワンタイム(?:パスワード|コード)?", r"セキュリティ[・ ]?コード", r"認証(?:コード|番号)", r"確認コード", r"暗証番号",
+        r"\bcode (?:de |d')(?:sécurité|vérification|confirmation|validation|connexion|accès)\b",
+        r"\bmot de passe (?:à usage unique|unique|temporaire)\b", r"\bcode à usage unique\b",
+        r"sicherheits[- ]?(?:code|pin)", r"bestätigungs[- ]?code", r"verifizierungs[- ]?code", r"einmal(?:passwort|code|kennwort)",
+        r"\bprüf(?:code|nummer)\b", r"\b(?:tan|mtan|pushtan)\b",
+        r"\bcódigo de (?:seguridad|verificación|confirmación|acceso|autenticación|segurança|verificação|confirmação)\b",
+        r"\bcontraseña (?:de un solo uso|temporal)\b", r"\bclave (?:de un solo uso|dinámica)\b",
+        r"\bcodice (?:di )?(?:sicurezza|verifica|conferma|accesso|otp)\b", r"\bpassword monouso\b",
+        r"\bsenha (?:única|de uso único|temporária)\b",
+        r"验证码", r"驗證碼", r"安全码", r"安全碼", r"动态密码", r"一次性密码", r"校验码",
+        r"\bkod (?:weryfikacyjny|bezpieczeństwa|jednorazowy|autoryzacyjny)\b", r"\bbeveiligingscode\b", r"\bverificatiecode\b",
+    ],
+    # Sign-in attempts, unusual activity, new devices.
+    "signin": [
+        r"\b(?:sign|log)[- ]?in (?:attempt|from a new|on a new|activity|alert)", r"\b(?:login|sign[- ]?in) attempt",
+        r"\b(?:unusual|suspicious|unrecogni[sz]ed|strange|irregular|abnormal) (?:sign[- ]?in|log[- ]?in|activity|access|attempt|login)",
+        r"\bunauthori[sz]ed (?:access|activity|login|sign[- ]?in|use|transaction|payment|purchase)",
+        r"\bnew device\b", r"\bsomeone (?:tried|attempted|has tried|signed|logged)",
+        r"不正(?:な)?(?:アクセス|ログイン|利用|使用)", r"異常な(?:アクティビティ|ログイン|アクセス|活動)", r"不審な(?:ログイン|アクセス|アクティビティ)",
+        r"新しい(?:デバイス|端末)", r"第三者による", r"(?:ログイン|サインイン)(?:の)?(?:試み|履歴|通知)",
+        r"\b(?:connexion|activité|tentative) (?:inhabituelle|suspecte|de connexion)", r"\baccès non autorisé\b", r"\bnouvel appareil\b",
+        r"anmeldeversuch", r"\b(?:ungewöhnliche|verdächtige) (?:aktivität|anmeldung|aktivitäten)", r"\bneues gerät\b", r"\bunbefugte[rn]? zugriff",
+        r"\bintento de (?:inicio de sesión|acceso)", r"\bactividad (?:inusual|sospechosa)", r"\bacceso no autorizado\b", r"\bnuevo dispositivo\b",
+        r"\baccesso (?:sospetto|insolito|non autorizzato)", r"\btentativo di accesso\b", r"\battività (?:sospetta|insolita)",
+        r"\btentativa de (?:login|acesso)", r"\batividade (?:suspeita|incomum)", r"\bacesso não autorizado\b",
+        r"异常登录", r"異常登入", r"登录尝试", r"可疑活动", r"未经授权", r"新设备",
+    ],
+    # Password resets and changes.
+    "reset": [
+        r"\b(?:reset|change|update|renew|confirm) (?:your |the )?password", r"\bpassword (?:reset|change|recovery)\b",
+        r"\bpassword (?:has been|was|will be) (?:changed|reset|updated|expired)",
+        r"パスワード(?:の|を)?(?:再設定|変更|リセット|更新)",
+        r"\bréinitialis\w* (?:votre |de |du )?mot de passe", r"\bmot de passe (?:modifié|changé|expiré)", r"\b(?:changer|modifier) (?:votre |de )?mot de passe",
+        r"\b(?:passwort|kennwort) (?:zurücksetzen|ändern|geändert|aktualisieren)", r"\b(?:passwort|kennwort)[- ]?(?:änderung|zurücksetzung)",
+        r"\b(?:restablecer|cambiar|actualizar) (?:tu |su |la )?contraseña", r"\bcontraseña (?:cambiada|restablecida)",
+        r"\b(?:reimposta|reimpostare|modifica|modificare|cambia) (?:la |tua |la tua )?password",
+        r"\b(?:redefinir|alterar|trocar) (?:sua |a )?senha",
+        r"重置密码", r"重設密碼", r"修改密码", r"密码已更改",
+    ],
+    # Accounts locked, suspended, on hold.
+    "locked": [
+        r"\baccount (?:has been |is |was |will be |been )?(?:temporarily |permanently )?(?:locked|suspended|disabled|on hold|restricted|closed|deactivated|blocked|frozen|limited|terminated)",
+        r"\b(?:suspend|lock|restrict|clos|deactivat|block|terminat|freez)\w* (?:your |the )?(?:amazon |prime )?account",
+        r"\baccount (?:will be |has been |was )?(?:permanently |automatically )?(?:deleted|removed|cancell?ed)", r"\b(?:placed|put) on hold\b", r"\b(?:benefits|membership|services?) (?:are |is |has been |have been )?(?:on hold|suspended|paused|cancell?ed)",
+        r"(?:アカウント|ご利用|サービス)[^。\n]{0,15}(?:停止|ロック|制限|凍結|無効|削除され)", r"(?:停止|ロック|制限|凍結)され(?:まし|てい)",
+        r"\bcompte (?:a été |est |sera )?(?:temporairement )?(?:suspendu|bloqué|verrouillé|désactivé|restreint|limité|fermé)", r"\bsuspension de (?:votre )?compte",
+        r"\b(?:konto|zugang) (?:wurde |ist |wird )?(?:vorübergehend )?(?:gesperrt|eingeschränkt|deaktiviert|suspendiert|blockiert)", r"kontosperrung", r"\bgesperrt\b",
+        r"\bcuenta (?:ha sido |está |será )?(?:temporalmente )?(?:suspendida|bloqueada|desactivada|restringida|limitada)",
+        r"\baccount (?:è stato |è |sarà )?(?:temporaneamente )?(?:sospeso|bloccato|disattivato|limitato)",
+        r"\bconta (?:foi |está |será )?(?:temporariamente )?(?:suspensa|bloqueada|desativada|restrita)",
+        r"(?:账户|帐户|账号)[^。\n]{0,6}(?:冻结|锁定|停用|暂停)", r"帳戶[^。\n]{0,6}(?:凍結|鎖定|停用)",
+    ],
+    # Failed payments and billing updates.
+    "payment": [
+        r"\bpayment (?:method )?(?:was |has been |could not be |couldn't be )?(?:declined|failed|unsuccessful|rejected|refused|not (?:be )?(?:processed|verified|authori[sz]ed))",
+        r"\b(?:update|verify|confirm|validate|check) (?:your |the )?(?:payment|billing|card|credit card)(?: details| information| method| info)?\b",
+        r"\bbilling (?:issue|problem|information|details|error)\b", r"\b(?:card|credit card) (?:was |has been |is )?(?:declined|expired|invalid)",
+        r"\b(?:renewal|payment|charge|subscription)(?: was| has| could)? (?:failed|not (?:be )?(?:completed|complited|processed))", r"\binvalid (?:billing|payment)",
+        r"(?:お支払い|支払い?)(?:方法|情報)(?:に問題|の(?:更新|変更|確認|再設定)|が(?:承認|無効|拒否|確認でき)|を(?:更新|確認|変更))",
+        r"(?:お支払い|支払い?)(?:方法|情報)[^。\n]{0,15}(?:問題|一致して|更新して|確認でき|失敗|無効)", r"支払情報", r"決済(?:に失敗|ができ|エラー)",
+        r"クレジットカード(?:情報)?(?:の|を)?(?:更新|有効期限|確認|再登録)", r"請求先(?:住所|情報)?[^。\n]{0,10}(?:確認|更新)",
+        r"\bpaiement (?:refusé|échoué|a échoué|rejeté)", r"\bconfirme[rz]? (?:votre |le )?paiement",
+        r"\b(?:mettre à jour|mise à jour|mettez à jour|vérifier|vérifiez|confirmer|confirmez|modifier) (?:de |vos |votre |les |des )?(?:informations|moyen|mode|méthode|données|coordonnées) (?:de paiement|bancaires)",
+        r"\bcarte (?:bancaire )?(?:refusée|expirée)",
+        r"\bzahlung (?:ist |wurde )?(?:fehlgeschlagen|abgelehnt)", r"\bkreditkarte (?:ist )?(?:abgelaufen|abgelehnt)",
+        r"zahlungs(?:methode|informationen|daten|art|mittel)\w* (?:zu )?(?:aktualisieren|bestätigen|überprüfen|verifizieren)",
+        r"\b(?:aktualisieren|bestätigen|überprüfen|verifizieren) sie (?:ihre|ihr|ihren) (?:zahlungs\w+|kreditkarte\w*|bankdaten)",
+        r"\bpago (?:rechazado|fallido|no se pudo)", r"\bprocesar (?:su |tu )?pago",
+        r"\b(?:actualizar|actualice|actualiza|verificar|verifique|confirmar|confirme) (?:su |tu |sus |tus |el |los |la )?(?:método|datos|información|forma) de pago",
+        r"\bpagamento (?:rifiutato|non riuscito|recusado|falhou)",
+        r"\b(?:aggiorna|aggiornare|aggiorni|verifica|verificare|conferma|confermare) (?:il tuo |il suo |il |i tuoi |i )?(?:metodo|dati) di pagamento",
+        r"\b(?:atualizar|atualize|verificar|verifique|confirmar|confirme) (?:sua |seu |a sua |o seu |o |a |os )?(?:método|forma|dados) de pagamento",
+        r"付款失败", r"支付失败", r"付款方式", r"支付方式",
+    ],
+    # Requests to verify or confirm the account, identity or details.
+    "verify": [
+        r"\b(?:verify|confirm|validate|update|reactivate|restore|unlock) (?:your |the )?(?:amazon |prime )?(?:account|identity|information|details|personal|profile|contact)",
+        r"\b(?:account|identity) (?:verification|confirmation)\b",
+        r"\b(?:log|sign) ?in (?:to|into) (?:your|the) (?:account|\w+ account)", r"\b(?:log|sign) ?in (?:and|to) (?:verify|confirm|update|restore)",
+        r"ログインして", r"\bloggen sie sich\b", r"\bmelden sie sich (?:\w+ )?an\b", r"\bconnectez-vous\b", r"\binicie sesión\b",
+        r"\baccedi al tuo\b", r"\bfaça login\b",
+        r"(?:本人|アカウント|個人情報|登録情報|お客様情報|アカウント情報|ご登録情報)[^。\n]{0,4}(?:確認|認証|更新|証明|訂正)", r"所有権の証明", r"情報を?(?:更新|確認)して",
+        r"\b(?:vérifier|confirmer|valider|mettre à jour|réactiver) (?:votre |vos )?(?:compte|identité|informations|coordonnées|données)",
+        r"\b(?:bestätigen|verifizieren|aktualisieren) sie (?:jetzt |bitte )?(?:ihr|ihre|ihren|deine?n?) (?:konto|identität|daten|angaben|kundendaten|pin)",
+        r"\b(?:bestätige|verifiziere|aktualisiere) (?:jetzt |bitte )?(?:dein|deine|deinen) (?:konto|identität|daten|angaben|pin|sicherheits)",
+        r"\b(?:konto|identität|daten|kundendaten)\w* (?:bestätigen|verifizieren|aktualisieren)",
+        r"\b(?:verificar|confirmar|actualizar|verifique|confirme|actualice) (?:su|tu|sus|tus) (?:cuenta|identidad|datos|información)", r"\bconfirmación de (?:sus|tus) datos",
+        r"\b(?:verificare|confermare|aggiornare|verifica|conferma|aggiorna) (?:il tuo|i tuoi|la tua|il suo|i suoi) (?:account|identità|dati)",
+        r"\b(?:verificar|confirmar|atualizar|verifique|confirme|atualize) (?:sua|seus|suas|a sua|os seus) (?:conta|identidade|dados|informações)",
+        r"验证(?:您的)?(?:账户|身份)", r"确认(?:您的)?(?:账户|身份|信息)", r"驗證(?:您的)?(?:帳戶|身份)",
+    ],
+    # Prizes, vouchers, gift cards, rewards.
+    "prize": [
+        r"\bgift ?cards?\b", r"\bvouchers?\b", r"\byou(?:'ve| have)? (?:won|been (?:selected|chosen))", r"\bwinners?\b", r"\brewards?\b",
+        r"\bbonus\b", r"\bcash ?back\b", r"\bclaim (?:your|now|it)\b", r"\bcongratulations\b", r"\bfree (?:gift|prize|iphone|trial)\b",
+        r"gutschein", r"gewinnspiel", r"\bgewinnen sie\b", r"\bgewonnen\b", r"geschenkkarte", r"\bprämie\b", r"\bbelohnung\b", r"\bkostenlos\b",
+        r"\bcarte[- ]cadeau\b", r"\bbon d'achat\b", r"\bgagn(?:é|ez|ant)\b", r"\brécompense\b", r"\bfélicitations\b",
+        r"\btarjeta regalo\b", r"\bcheque regalo\b", r"\bganador\b", r"\bhas ganado\b", r"\bpremio\b", r"\brecompensa\b",
+        r"\bbuono regalo\b", r"\bcarta regalo\b", r"\bhai vinto\b", r"\bvincitore\b",
+        r"\bcartão[- ]presente\b", r"\bvale[- ]presente\b", r"\bvocê ganhou\b", r"\bprêmio\b",
+        r"ギフト券", r"ギフトカード", r"当選", r"礼品卡", r"中奖",
+    ],
+    # "An order you did not make": the refund and callback scams.
+    "dispute": [
+        r"\b(?:if )?(?:you )?(?:did not|didn't|do not|don't|have not|haven't)(?: believe you)? (?:make|made|place|placed|order|ordered|authori[sz]e|authori[sz]ed|recogni[sz]e|request|requested)\b(?: this| the| these| it)",
+        r"\bdispute (?:this|the) (?:order|purchase|transaction|charge|payment)",
+        r"\bnot (?:recogni[sz]e|authori[sz]e) (?:this|the) (?:order|purchase|transaction|charge)",
+        r"心当たりのない(?:注文|ご注文|請求|購入)", r"ご注文(?:が|を)?(?:キャンセル|取り消)",
+        r"\bsi vous n'(?:avez|êtes) pas (?:effectué|passé|commandé|autorisé)", r"\bwenn sie (?:diese bestellung|diesen kauf) nicht",
+        r"\bsi (?:usted )?no (?:realizó|ha realizado|hizo|autorizó) (?:esta|este)", r"\bse non hai (?:effettuato|autorizzato)",
+    ],
+    # Pressure to act now.
+    "urgency": [
+        r"\bwithin (?:the next )?(?:24|48|72|12|2|3|1) ?(?:hours|hrs|h|days?)\b",
+        r"\b(?:act|update|verify|confirm|respond|reply|call|log in|sign in|click) (?:now|immediately|right away)\b", r"\burgent(?:ly)?\b", r"\bas soon as possible\b",
+        r"\bfinal (?:notice|warning|reminder)\b", r"\blast (?:chance|warning|reminder)\b", r"\baction (?:required|request|needed)\b",
+        r"\b(?:expires?|expiring|expired) (?:today|soon|in)\b", r"\bfailure to\b",
+        r"(?:24|48|72|12)時間以内", r"(?:24|48|72)じかん", r"至急", r"緊急", r"直ちに", r"速やかに", r"以内に",
+        r"\bdans les (?:24|48|72) ?(?:heures|h)\b", r"\bimmédiatement\b", r"\burgent\b", r"\bdernier délai\b", r"\bdernière chance\b", r"\baction requise\b",
+        r"\binnerhalb von (?:24|48|72) ?(?:stunden|h)\b", r"\bsofort\b", r"\bdringend\b", r"\bletzte chance\b", r"\bletzte mahnung\b",
+        r"\b(?:en las próximas|dentro de las) (?:24|48|72) ?horas\b", r"\binmediatamente\b", r"\burgente\b", r"\búltima oportunidad\b",
+        r"\bentro (?:le )?(?:24|48|72) ?ore\b", r"\bimmediatamente\b", r"\bultima possibilità\b",
+        r"\b(?:dentro de|em) (?:24|48|72) ?horas\b", r"\bimediatamente\b",
+        r"(?:24|48|72)小时内", r"立即", r"紧急",
+    ],
+}
+
+# Words near which a phone number is a callback lure.
+CALL_WORDS = re.compile(
+    r"\b(?:call|dial|phone|contact|helpline|hotline|toll[- ]?free|support|customer service|cancel)\b"
+    r"|電話|お問い合わせ|appel(?:ez|er)|téléphone|anrufen|rufen sie|llam(?:e|ar)|teléfono|chiam(?:a|are)|ligue|致电|电话")
+
+# A code: 4 to 8 digits (optionally split by a space or hyphen), or a mixed letter-digit token.
+CODE_TOKEN = re.compile(r"(?<![\w#/.:-])(?:\d{3}[ -]?\d{3}|\d{4,8})(?![\w/.:-])")
+
+
+def compile_kind(patterns: list[str] | tuple[str, ...]) -> re.Pattern[str]:
+    """One alternation per lure kind: a single pass over the text finds the kind."""
+    return re.compile("|".join(f"(?:{p})" for p in patterns))
