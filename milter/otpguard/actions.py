@@ -12,11 +12,11 @@ import html as html_lib
 import quopri
 import re
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 from .config import ActionsConfig
-from .headers import (SYMBOLS, VERDICT, escape_text, fold, format_score, rewrite_subject, safe_value,
-                      symbols_value, verdict_value)
+from .headers import (BURST, SYMBOLS, VERDICT, burst_value, escape_text, fold, format_score,
+                      rewrite_subject, safe_value, symbols_value, verdict_value)
 from .model import Decision
 
 AUTH_RESULTS = "Authentication-Results"
@@ -114,11 +114,13 @@ def _quarantine_reason(decision: Decision, cfg: ActionsConfig) -> str:
 
 
 def plan(decision: Decision, cfg: ActionsConfig, subject: str | None, *,
-         auth_results: str | None = None, authserv_id: str | None = None) -> tuple[Action, ...]:
+         auth_results: str | None = None, authserv_id: str | None = None,
+         burst: Any = None) -> tuple[Action, ...]:
     """The actions for one message, in the order the adapter must apply them.
 
     `subject` is the raw value of the first Subject header (None when absent);
-    `auth_results` is our own Authentication-Results value, if the engine made one.
+    `auth_results` is our own Authentication-Results value, if the engine made one;
+    `burst` is a bursts.BurstNotice when this genuine code mail is part of a burst.
     A quarantined message always carries the verdict headers, so the hold queue listing can
     say why it is there; a rejected message needs nothing else.
     """
@@ -131,10 +133,16 @@ def plan(decision: Decision, cfg: ActionsConfig, subject: str | None, *,
         return (_reject(cfg),)
     if "tag" in wanted or "quarantine" in wanted:
         out += tag_headers(decision, auth_results)
+    new_subject = None
     if "subject" in wanted:
-        new = rewrite_subject(subject, cfg.subject_prefix.get(key, ""))
-        if new is not None:
-            out.append(ChangeSubject(value=new, add=subject is None))
+        new_subject = rewrite_subject(subject, cfg.subject_prefix.get(key, ""))
+    if burst is not None:
+        out.append(AddHeader(name=BURST, value=burst_value(burst.recipient_count, burst.notice)))
+        if burst.subject_prefix:
+            current = new_subject if new_subject is not None else subject
+            new_subject = rewrite_subject(current, burst.subject_prefix) or new_subject
+    if new_subject is not None:
+        out.append(ChangeSubject(value=new_subject, add=subject is None))
     if "banner" in wanted and (cfg.banner_text or cfg.banner_html):
         out.append(Banner(text=cfg.banner_text, html=cfg.banner_html))
     if "quarantine" in wanted:
@@ -158,6 +166,8 @@ def describe(actions: tuple[Action, ...]) -> str:
                 return "reject"
             case AddHeader(name=n) if n == VERDICT:
                 names.append("tag")
+            case AddHeader(name=n) if n == BURST:
+                names.append("burst_notice")
             case ChangeSubject():
                 names.append("subject")
             case Banner():

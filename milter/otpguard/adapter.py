@@ -13,6 +13,7 @@ TCP (design.md, "Performance facts").
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import stat
@@ -166,7 +167,9 @@ class OtpGuardMilter(Milter.Base):
             self._actions = offered_actions & NEEDED_ACTIONS
             if self._actions & Milter.SETSYMLIST:
                 for stage, macros in SYMLISTS.items():
-                    self.setsymlist(stage, macros)
+                    # Straight to the context: Milter.Base.setsymlist passes bytes, which
+                    # pymilter 1.0.5's C function refuses.
+                    self._ctx.setsymlist(stage, macros)
             # protocol_mask() lists the steps and replies we do NOT want skipped; the
             # remaining offered bits (P_NO*, P_NR*) are the ones we accept.
             self._protocol = offered_proto & ~self.protocol_mask()
@@ -175,7 +178,7 @@ class OtpGuardMilter(Milter.Base):
             opts[2] = 0
             opts[3] = 0
         except Exception as exc:  # never let negotiation kill the connection silently
-            logs.event("negotiate_failed", error=repr(exc))
+            logs.event("negotiate_failed", logging.WARNING, error=repr(exc))
             return Milter.ALL_OPTS
         return Milter.CONTINUE
 
@@ -271,8 +274,12 @@ class OtpGuardMilter(Milter.Base):
             envelope = Envelope(client_ip=self._client_ip, client_name=self._client_name, helo=self._helo,
                                 mail_from=msg.mail_from, rcpt_to=tuple(msg.rcpt_to), queue_id=queue_id)
             stage = "analysis"
-            decision = run_with_deadline(lambda: rt.engine.analyse(raw, envelope),
-                                         rt.config.analysis.time_budget_seconds)
+            budget = rt.config.analysis.time_budget_seconds
+            if rt.metrics is not None:
+                with rt.metrics.in_flight():
+                    decision = run_with_deadline(lambda: rt.engine.analyse(raw, envelope), budget)
+            else:
+                decision = run_with_deadline(lambda: rt.engine.analyse(raw, envelope), budget)
             stage = "policy"
             burst = rt.bursts.observe(decision, envelope) if rt.bursts is not None else None
             planned = act.plan(decision, rt.config.actions, self._subject(msg),
@@ -322,8 +329,6 @@ class OtpGuardMilter(Milter.Base):
                     detail += f"; tagging failed: {apply_exc!r}"
         logs.message(queue_id=queue_id, decision=decision, action=action,
                      ms=(time.monotonic() - started) * 1000, error=detail, client_ip=self._client_ip)
-        if rt.metrics is not None and decision is None:
-            pass  # the error counter above is the record of this message
         return rc
 
     def abort(self) -> int:
@@ -521,7 +526,7 @@ def run(socket_spec: str, *, timeout: int = 600, on_listening: Callable[[], None
     import milter as _milter  # pymilter's C module (registered callbacks are process-global)
 
     Milter.factory = OtpGuardMilter
-    Milter.set_flags(NEEDED_ACTIONS & ~Milter.SETSYMLIST if not hasattr(Milter, "SETSYMLIST") else NEEDED_ACTIONS)
+    Milter.set_flags(NEEDED_ACTIONS)
     Milter.set_exception_policy(Milter.TEMPFAIL)
     _milter.set_connect_callback(Milter.connect_callback)
     _milter.set_helo_callback(lambda ctx, host: ctx.getpriv().hello(host))

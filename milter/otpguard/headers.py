@@ -14,6 +14,7 @@ from email.header import decode_header, make_header
 OWN_PREFIX = "X-OTPGuard-"
 VERDICT = "X-OTPGuard-Verdict"
 SYMBOLS = "X-OTPGuard-Symbols"
+BURST = "X-OTPGuard-Burst"
 
 FOLD_WIDTH = 78            # RFC 5322 2.1.1: lines SHOULD be at most 78 characters
 REASON_LIMIT = 120         # characters of one escaped reason
@@ -223,3 +224,13 @@ def rewrite_subject(value: str | None, prefix: str) -> str | None:
     if starts_encoded:
         return " ".join(encoded_words(prefix + " ")) + " " + original
     return " ".join(encoded_words(prefix)) + " " + original
+
+
+def burst_value(count: int, notice: str) -> str:
+    """The X-OTPGuard-Burst value: `count=<n>; <notice>` (notice RFC 2047-encoded if not ASCII)."""
+    text = clean_prefix(notice)
+    if text.isascii():
+        body = escape_text(text, 400)
+    else:
+        body = " ".join(encoded_words(text[:300]))
+    return fold(f"count={int(count)}; {body}", len(BURST))

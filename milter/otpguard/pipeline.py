@@ -10,7 +10,7 @@ from .checks.base import Check, Context
 from .checks.brand_claim import BrandClaimCheck
 from .checks.domain_truth import DomainTruthCheck
 from .checks.links import LinkCheck
-from .checks.lures import CODE_KINDS, LureCheck
+from .checks.lures import CODE_KINDS, SYMBOL_OF_KIND, LureCheck
 from .checks.obfuscation import ObfuscationCheck
 from .checks.phones import PhoneCheck
 from .config import Config
@@ -30,6 +30,16 @@ SUSPICION: tuple[Check, ...] = (
 # A claim made only in the body ("as seen on Amazon") is weaker evidence than a sender that
 # names the brand: its suspicion scores count at this factor.
 WEAK_CLAIM_FACTOR = 0.5
+# Evidence that a brand From address is not what it says. Without any of it, a brand From
+# with security-code words is what the brand itself sends (copies that lost their signature
+# on the way included): its lure words are not counted against it.
+CONTRADICTIONS = frozenset({
+    "DMARC_FAIL_BRAND_DOMAIN", "SPF_FAIL_BRAND_DOMAIN", "DKIM_FAIL_BRAND_DOMAIN", "ENVELOPE_OFF_BRAND",
+    "FORGED_BRAND_HELO", "REPLY_TO_OFF_BRAND", "LOOKALIKE_FROM_DOMAIN", "BRAND_HOMOGLYPH", "OBFUSCATED_TEXT",
+    "LINK_OFF_BRAND", "LINK_LOOKALIKE_DOMAIN", "LINK_TEXT_HREF_MISMATCH", "LINK_IP_LITERAL", "LINK_SHORTENER",
+    "LINK_FREE_HOSTING", "LINK_PUNYCODE", "LINK_BRAND_IN_PATH", "LOGIN_FORM", "CALLBACK_PHONE_NUMBER",
+})
+LURE_SYMBOLS = frozenset(SYMBOL_OF_KIND.values()) | {"CODE_TOKEN", "LURE_IN_ATTACHMENT"}
 
 
 def all_symbols() -> dict[str, str]:
@@ -106,7 +116,10 @@ def _decide_one(ctx: Context, config: Config) -> Decision:
     suspicion: list[Hit] = []
     for check in SUSPICION:
         suspicion.extend(_run(check, ctx, errors))
-    suspicion.extend(_composites(ctx, suspicion))
+    if ctx.from_owned and not any(h.symbol in CONTRADICTIONS for h in suspicion + hits):
+        suspicion = [h for h in suspicion if h.symbol not in LURE_SYMBOLS]
+    else:
+        suspicion.extend(_composites(ctx, suspicion))
     factor = 1.0 if claim.strong else WEAK_CLAIM_FACTOR
     score_a, scored_a = score_hits(hits, config.scoring)
     score_s, scored_s = score_hits(suspicion, config.scoring, factor)

@@ -1,6 +1,8 @@
 """Domain truth: a brand From domain without the brand's signature, replies sent elsewhere."""
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Iterable
 
 from ..model import Hit
@@ -13,6 +15,8 @@ class DomainTruthCheck:
         "FROM_BRAND_DOMAIN": "the From domain is one of the brand's own",
         "FROM_BRAND_UNSIGNED": "the From domain is the brand's but no brand DKIM signature is present",
         "REPLY_TO_OFF_BRAND": "the From domain is the brand's but replies go to a foreign domain",
+        "FORGED_BRAND_HELO": "a relay greeted with a brand host name from a foreign or unnamed address",
+        "ENVELOPE_OFF_BRAND": "the From domain is the brand's but the envelope sender is foreign",
     }
 
     def run(self, ctx: Context) -> Iterable[Hit]:
@@ -26,7 +30,72 @@ class DomainTruthCheck:
         # signature at all was not sent by the brand, or was rewritten on the way.
         if not ctx.brand_signed:
             yield Hit(symbol="FROM_BRAND_UNSIGNED", strength=1.0, reason=f"no DKIM signature by {claimed[0]}")
+            # The brand bounces to its own domains (bounces.amazon.*, amazonses.com); an
+            # unsigned brand From with a foreign envelope sender was sent by someone else.
+            envelope_domain = envelope_sender_domain(ctx)
+            if ctx.from_owned and envelope_domain and not brand.trusts_link(envelope_domain):
+                yield Hit(symbol="ENVELOPE_OFF_BRAND", strength=1.0, reason=f"envelope sender at {envelope_domain}")
+        forged = forged_helo(ctx)
+        if forged:
+            yield Hit(symbol="FORGED_BRAND_HELO", strength=1.0, reason=forged)
         if ctx.from_owned:
             foreign = [a.domain for a in ctx.msg.reply_to if a.domain and not brand.trusts_link(a.domain)]
             if foreign:
                 yield Hit(symbol="REPLY_TO_OFF_BRAND", strength=1.0, reason=f"reply-to {foreign[0]}")
+
+
+# "from HELO (RDNS [IP])" as Postfix, Sendmail and most MTAs write it; and "from RDNS (HELO x)".
+_RECEIVED = re.compile(r"^\s*from\s+(\S+)\s+\((?:HELO\s+(\S+)\)|([^\s()\[]*)\s*\[(?:ipv6:)?([0-9a-f.:]+)\])", re.I)
+_MAX_RECEIVED = 12
+
+
+def _public(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_global
+    except ValueError:
+        return False
+
+
+def forged_helo(ctx: Context) -> str | None:
+    """A hop whose HELO names a brand host while its address resolves elsewhere or nowhere."""
+    brand = ctx.brand
+    hops: list[tuple[str, str, str]] = []
+    env = ctx.envelope
+    if env.helo and env.client_ip:
+        hops.append((env.helo, (env.client_name or "unknown").strip("[]"), env.client_ip))
+    for value in ctx.msg.header_all("received")[:_MAX_RECEIVED]:
+        m = _RECEIVED.match(value)
+        if not m:
+            continue
+        first, helo_form, rdns, ip = m.groups()
+        if helo_form:  # "from RDNS (HELO name)": no address in this form, trust the names only
+            hops.append((helo_form, first, ""))
+        else:
+            hops.append((first, rdns or "", ip or ""))
+    for helo, rdns, ip in hops:
+        helo = helo.lower().strip("[]").rstrip(".")
+        if not brand.owns(helo):
+            continue
+        rdns = rdns.lower().rstrip(".")
+        if ip and not _public(ip):
+            continue  # the brand's internal hops
+        if rdns == "unknown" or (rdns and not brand.trusts_link(rdns) and not rdns.startswith("[")):
+            return f"HELO {helo} from {rdns or 'unknown'} [{ip}]"
+    return None
+
+
+_SPF_ENVELOPE = re.compile(r"envelope-from=<?\"?([^\s;>\"]+)|domain of (\S+@\S+?)\s+(?:designates|does not)", re.I)
+
+
+def envelope_sender_domain(ctx: Context) -> str | None:
+    """The MAIL FROM domain: from the MTA, else the first Received-SPF that names it."""
+    if ctx.envelope.mail_from:
+        return ctx.envelope.mail_from.rpartition("@")[2].strip("<>").lower() or None
+    for value in ctx.msg.header_all("received-spf")[:5]:
+        m = _SPF_ENVELOPE.search(value)
+        if m:
+            addr = m.group(1) or m.group(2)
+            domain = addr.rpartition("@")[2].strip("<>").lower()
+            if domain:
+                return domain
+    return None
