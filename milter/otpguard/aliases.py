@@ -10,7 +10,7 @@ names no address: the reason goes into a header that every recipient of the mess
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from .model import Decision, Envelope, Hit
 
@@ -24,14 +24,21 @@ def _norm(address: str) -> str:
 
 def alias_mismatch(decision: Decision, envelope: Envelope, alias_map: Mapping[str, str]) -> str | None:
     """The reason text when brand-claiming mail misses a recipient's registered alias, else None."""
-    if not decision.brand or decision.genuine or not alias_map:
+    return alias_mismatch_for(brand=decision.brand, genuine=decision.genuine,
+                              rcpt_to=envelope.rcpt_to, alias_map=alias_map)
+
+
+def alias_mismatch_for(*, brand: str | None, genuine: bool, rcpt_to: Sequence[str],
+                       alias_map: Mapping[str, str]) -> str | None:
+    """The same, from the parts: for a pipeline that runs it before the Decision exists."""
+    if not brand or genuine or not alias_map:
         return None
-    recipients = [_norm(r) for r in envelope.rcpt_to]
+    recipients = [_norm(r) for r in rcpt_to]
     missed = sum(1 for r in recipients if (alias := alias_map.get(r)) is not None and _norm(alias) != r)
     if not missed:
         return None
-    return (f"alias: {decision.brand} mail to {missed} of {len(recipients)} recipient(s) "
-            f"not at the alias registered with {decision.brand}")
+    return (f"alias: {brand} mail to {missed} of {len(recipients)} recipient(s) "
+            f"not at the alias registered with {brand}")
 
 
 def alias_hit(reason: str) -> Hit:

@@ -102,10 +102,9 @@ def _verify(raw: bytes, envelope: Envelope, dns: DnsClient, cfg: AuthConfig,
         "arc", lambda: check_arc(raw, dns), ("fail", None, None, None), notes)
 
     record: DmarcRecord | None = None
-    if from_problem:
+    if from_domain is None:
         dmarc, aligned_id = "permerror", None
     else:
-        assert from_domain is not None
         try:
             record = lookup_dmarc(from_domain, dns)
         except DnsTempError as exc:

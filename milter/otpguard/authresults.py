@@ -24,8 +24,12 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _NON_ASCII = re.compile(r"[^\x20-\x7e]")
 _AAR_INSTANCE = re.compile(r"^\s*i\s*=\s*(\d+)\s*;\s*", re.IGNORECASE)
 
+# Suffixes where anyone can get a name but the PSL snapshot tldextract ships does not say so.
+# Without com.be every *.com.be signer would align (RFC 7489 3.1) with amazon.com.be.
+EXTRA_PUBLIC_SUFFIXES = ("com.be",)
+
 # tldextract with the Public Suffix List snapshot it ships: never downloads, never writes a cache.
-_PSL = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+_PSL = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, extra_suffixes=EXTRA_PUBLIC_SUFFIXES)
 
 
 @lru_cache(maxsize=4096)
@@ -61,15 +65,62 @@ def _unfold(value: str) -> str:
 
 
 def _parse(value: str) -> authres.AuthenticationResultsHeader | None:
+    """Parse a header value; when one resinfo is malformed, keep the others that parse."""
     text = _unfold(value)
     if len(text) > MAX_HEADER_CHARS:
         return None
+    header = _parse_strict(text)
+    if header is not None:
+        return header
+    # Real hosts write resinfos authres rejects (Fastmail's bimi policy.authority-uri= with the
+    # URI folded after the "="): one bad method must not hide the dkim and dmarc beside it.
+    parts = _split_top_level(text)
+    if len(parts) < 2:
+        log.debug("unparsable Authentication-Results ignored: %.120r", text)
+        return None
+    results = []
+    for part in parts[1:]:
+        one = _parse_strict(f"{parts[0]}; {part}")
+        if one is not None:
+            results.extend(one.results)
+    first = _parse_strict(f"{parts[0]}; none")
+    if first is None:
+        return None
+    first.results = results
+    return first
+
+
+def _parse_strict(text: str) -> authres.AuthenticationResultsHeader | None:
     try:
         header: authres.AuthenticationResultsHeader = authres.all_features().parse_value(text)
     except Exception as exc:  # authres raises more than its own errors on garbage (ValueError, ...)
-        log.debug("unparsable Authentication-Results ignored: %s: %.120r", exc.__class__.__name__, text)
+        log.debug("Authentication-Results part not parsed: %s: %.120r", exc.__class__.__name__, text)
         return None
     return header
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on ";" outside quoted strings and comments (RFC 8601 2.2 resinfo separators)."""
+    parts: list[str] = []
+    depth, quoted, escaped, start = 0, False, False, 0
+    for i, c in enumerate(text):
+        if escaped:
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif quoted:
+            quoted = c != '"'
+        elif c == '"':
+            quoted = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth = max(0, depth - 1)
+        elif c == ";" and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
 
 
 def _prop(result: authres.AuthenticationResult, ptype: str, name: str) -> str | None:
@@ -177,6 +228,11 @@ def _ascii(text: str) -> str:
     return _NON_ASCII.sub("?", text)
 
 
+def _comment(text: str) -> str:
+    """Text safe inside an RFC 5322 comment: printable ASCII without parentheses or backslash."""
+    return _ascii(text).replace("(", "[").replace(")", "]").replace("\\", "/")
+
+
 def own_results_header(summary: AuthSummary, authserv_id: str) -> str:
     """The value of our Authentication-Results header for a summary: ASCII, one line."""
     ctx = authres.all_features()
@@ -203,7 +259,7 @@ def own_results_header(summary: AuthSummary, authserv_id: str) -> str:
         # "quarantine;pct=50": the policy word is the property, the rest a comment (RFC 7489 11.2).
         word, _, rest = summary.dmarc_policy.partition(";")
         if rest:
-            dmarc.result_comment = _ascii(rest.strip())
+            dmarc.result_comment = _comment(rest.strip())
         if word.strip():
             dmarc.policy = _ascii(word.strip())
     if summary.from_domain:
@@ -215,7 +271,7 @@ def own_results_header(summary: AuthSummary, authserv_id: str) -> str:
     header = ctx.header(authserv_id=_ascii(authserv_id), results=results)
     if summary.source != "local":
         # Say where a result we did not compute ourselves came from (RFC 8601 2.2 allows CFWS here).
-        header.authserv_id_comment = _ascii(f"via {summary.source}").replace("(", "[").replace(")", "]")
+        header.authserv_id_comment = _comment(f"via {summary.source}")
     value: str = header.header_value()
     return _ascii(value.replace("\r", " ").replace("\n", " "))
 

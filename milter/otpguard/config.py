@@ -244,6 +244,12 @@ def load_config(path: str | Path) -> Config:
     sw = s.table("weights")
     weights = {k: sw.number(k, 0.0, minimum=-1000.0) for k in list(sw.data)}
     sw.done()
+    from .pipeline import all_symbols  # the checks define the symbols; imported late (cycle)
+
+    known = all_symbols()
+    for name in weights:
+        if name not in known:
+            raise ConfigError(file, f"scoring.weights.{name}", "unknown symbol")
     scoring = ScoringConfig(suspicious=s.number("suspicious", 5.0), phish=s.number("phish", 10.0), weights=weights)
     if scoring.phish < scoring.suspicious:
         raise ConfigError(file, "scoring.phish", "must be >= scoring.suspicious")

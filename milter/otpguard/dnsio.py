@@ -1,6 +1,7 @@
 """The one DNS layer of sender authentication: dnspython, a bounded TTL cache, a per-message budget."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
@@ -12,7 +13,13 @@ from types import TracebackType
 import dns.exception
 import dns.message
 import dns.name
+import dns.rdata
 import dns.rdatatype
+import dns.rdtypes.ANY.MX
+import dns.rdtypes.ANY.PTR
+import dns.rdtypes.ANY.TXT
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
 import dns.resolver
 
 from .config import AuthConfig
@@ -91,7 +98,11 @@ class Budget:
 
 
 class DnsClient:
-    """Caching stub resolver for SPF, DKIM, ARC and DMARC lookups; safe to share between threads."""
+    """Caching stub resolver for SPF, DKIM, ARC and DMARC lookups; safe to share between threads.
+
+    on_query(seconds, outcome) is called after every query sent (never for cache hits), with
+    outcome one of ok, nodata, nxdomain, timeout, servfail, error.
+    """
 
     def __init__(self, *, nameservers: Sequence[str] = (), port: int = 53, query_timeout: float = 2.0,
                  cache_size: int = 10_000, negative_ttl: float = DEFAULT_NEGATIVE_TTL,
@@ -109,6 +120,11 @@ class DnsClient:
         self._local = threading.local()
         self._queries = 0
         self._hits = 0
+        for server in nameservers:
+            try:
+                ipaddress.ip_address(server)
+            except ValueError:
+                raise ValueError(f"DNS nameserver {server!r} is not an IP address") from None
         self._resolver: dns.resolver.Resolver | None
         self._no_resolver_reason = ""
         try:
@@ -268,7 +284,7 @@ class DnsClient:
             self._store(key, (), self._negative_ttl(answer.response))
             return ()
         self._count(started, "ok")
-        values = tuple(_value(rd, qtype) for rd in rrset)
+        values = tuple(v for v in (_value(rd) for rd in rrset) if v is not None)
         self._store(key, values, min(float(answer.chaining_result.minimum_ttl), self.max_ttl))
         return values
 
@@ -300,14 +316,14 @@ def _nx_response(exc: dns.resolver.NXDOMAIN, qname: dns.name.Name) -> dns.messag
     return response if isinstance(response, dns.message.Message) else None
 
 
-def _value(rd: object, qtype: str) -> Value:
-    if qtype == "TXT":
+def _value(rd: dns.rdata.Rdata) -> Value | None:
+    if isinstance(rd, dns.rdtypes.ANY.TXT.TXT):
         # RFC 7208 3.3 and RFC 6376 3.6.2.2: the strings of one record are concatenated as-is.
-        return b"".join(getattr(rd, "strings"))
-    if qtype in ("A", "AAAA"):
-        return str(getattr(rd, "address"))
-    if qtype == "MX":
-        exchange: dns.name.Name = getattr(rd, "exchange")
-        return (int(getattr(rd, "preference")), exchange.to_text(omit_final_dot=True).lower())
-    target: dns.name.Name = getattr(rd, "target")
-    return target.to_text(omit_final_dot=True).lower()
+        return b"".join(rd.strings)
+    if isinstance(rd, dns.rdtypes.IN.A.A | dns.rdtypes.IN.AAAA.AAAA):
+        return str(rd.address)
+    if isinstance(rd, dns.rdtypes.ANY.MX.MX):
+        return (int(rd.preference), rd.exchange.to_text(omit_final_dot=True).lower())
+    if isinstance(rd, dns.rdtypes.ANY.PTR.PTR):
+        return rd.target.to_text(omit_final_dot=True).lower()
+    return None  # a type we did not ask for (dnspython returns only the asked type)

@@ -20,6 +20,8 @@ from prometheus_client.exposition import start_http_server
 from prometheus_client.process_collector import ProcessCollector
 
 from . import __version__
+from .aliases import ALIAS_MISMATCH
+from .bursts import BurstNotice
 from .config import ACTIONS as CONFIG_ACTIONS
 from .model import Decision
 
@@ -83,7 +85,7 @@ def _dkim_outcome(decision: Decision) -> str | None:
     return "pass" if "pass" in results else results[0]
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MetricsServer:
     """A running /metrics listener; stop() closes it."""
 
@@ -135,7 +137,7 @@ class Metrics:
         self._clock = clock
         # Only symbols named here get their own series; the set is fixed for the process life
         # (a config reload that adds a symbol counts it as "other" until restart).
-        self.symbols = frozenset(symbols) | {OTHER}
+        self.symbols = frozenset(symbols) | {ALIAS_MISMATCH, OTHER}
         r = self.registry
         self.messages = Counter("otpguard_messages", "Messages analysed, by verdict and final action.",
                                 ["verdict", "action"], registry=r)
@@ -200,12 +202,17 @@ class Metrics:
             self.reloads.labels(result=res)
 
     def record_message(self, decision: Decision, action: str, seconds: float, *,
-                       applied: Iterable[str] | None = None) -> None:
-        """Count one finished message: verdict, final action, symbols, auth, latency."""
+                       applied: Iterable[str] | None = None, burst: BurstNotice | None = None) -> None:
+        """Count one finished message: verdict, final action, symbols, auth, latency, burst."""
         disposition = _bounded(action, DISPOSITIONS)
         self.messages.labels(verdict=verdict_of(decision), action=disposition).inc()
-        for symbol in set(decision.symbols):
+        symbols = set(decision.symbols)
+        for symbol in symbols:
             self.symbols_fired.labels(symbol=symbol if symbol in self.symbols else OTHER).inc()
+        if ALIAS_MISMATCH in symbols:
+            self.alias_mismatch()
+        if burst is not None:
+            self.burst_detected(new=burst.new_burst)
         # Without an explicit list, the final action stands for the actions applied.
         kinds = applied if applied is not None else (
             (disposition,) if disposition in ("tag", "quarantine", "reject") else ())
@@ -248,13 +255,13 @@ class Metrics:
             self.last_reload_ts.set(self._clock())
 
     def burst_detected(self, *, new: bool = True) -> None:
-        """Count a message marked with a burst notice; `new` when it is the one that reached the threshold."""
+        """Count a burst notice (`new`: this message reached the threshold); record_message(burst=) calls it."""
         self.burst_notices.inc()
         if new:
             self.bursts.inc()
 
     def alias_mismatch(self) -> None:
-        """Count brand mail sent to a recipient other than the alias registered with the brand."""
+        """Count an ALIAS_MISMATCH message; record_message calls it when the Decision has that symbol."""
         self.alias_mismatches.inc()
 
     def set_quarantine_source(self, source: Callable[[], int | None], *,

@@ -209,6 +209,8 @@ def _addresses(values: list[str]) -> tuple[Address, ...]:
 _HIDDEN_STYLE = re.compile(
     r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0+(?:\.0+)?(?:px|pt|em|rem|%)?\s*(?:;|!|$)"
     r"|opacity\s*:\s*0(?:\.0+)?\s*(?:;|!|$)|max-height\s*:\s*0", re.I)
+_BLOCKS = ("p,div,br,td,th,tr,li,h1,h2,h3,h4,h5,h6,table,blockquote,section,article,header,footer,"
+           "ul,ol,dd,dt,center,hr,title,form,option")
 _URL_RE = re.compile(r"""(?:(?:https?|ftp)://|www\.)[^\s<>"'\])}]+""", re.I)
 _TRAILING_PUNCT = ".,;:!?)'\""
 
@@ -249,8 +251,11 @@ def parse_html(html: str, max_links: int) -> _Html:
                           has_password="password" in inputs, inputs=inputs[:50]))
         if node.attributes.get("action") and len(links) < max_links:
             links.append(Link(href=node.attributes["action"].strip(), text="", source="form"))
+    # Block elements end a line; inline ones do not, so "Ama<span>zon</span>" stays one word.
+    for node in tree.css(_BLOCKS):
+        node.insert_after("\n")
     root = tree.body or tree.root
-    text = root.text(separator=" ", strip=True) if root is not None else ""
+    text = root.text(separator="", strip=False) if root is not None else ""
     return _Html(text=text, links=links, forms=forms)
 
 

@@ -208,6 +208,12 @@ class Server:
         while adapter.in_flight() > 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         left = adapter.in_flight()
+        path = _socket_path(self.socket_spec)
+        if path is not None:
+            try:
+                path.unlink()  # libmilter leaves its socket behind
+            except OSError:
+                pass
         logs.event("stopped", unfinished=left)
         return 0
 

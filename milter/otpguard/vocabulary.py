@@ -149,7 +149,7 @@ CALL_WORDS = re.compile(
     r"|電話|お問い合わせ|appel(?:ez|er)|téléphone|anrufen|rufen sie|llam(?:e|ar)|teléfono|chiam(?:a|are)|ligue|致电|电话")
 
 # A code: 4 to 8 digits (optionally split by a space or hyphen), or a mixed letter-digit token.
-CODE_TOKEN = re.compile(r"(?<![\w#/.:-])(?:\d{3}[ -]?\d{3}|\d{4,8})(?![\w/.:-])")
+CODE_TOKEN = re.compile(r"(?<![\w#/.:-])(?:\d{3}[ -]?\d{3}|\d{4,8})(?![\w/:-]|[.,]\d)")
 
 
 def compile_kind(patterns: list[str] | tuple[str, ...]) -> re.Pattern[str]:

@@ -1,0 +1,125 @@
+"""Configuration: every shipped key is read, bad keys are named with their file."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from conftest import SHIPPED_CONFIG
+from otpguard.config import ConfigError, load_config
+from otpguard.pipeline import all_symbols
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "brands").mkdir(exist_ok=True)
+    (tmp_path / "brands" / "amazon.toml").write_bytes((SHIPPED_CONFIG.parent / "brands" / "amazon.toml").read_bytes())
+    path = tmp_path / "otpguard.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _leaves(data: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in data.items():
+        key = f"{prefix}.{k}" if prefix else k
+        out.extend(_leaves(v, key) if isinstance(v, dict) and v else [key])
+    return out
+
+
+def test_shipped_config_loads_with_its_brand_profile():
+    cfg = load_config(SHIPPED_CONFIG)
+    assert cfg.brands[0].id == "amazon" and cfg.brands[0].owns("amazon.co.jp")
+    assert cfg.milter.on_error == "accept" and cfg.auth.scope == "brand"
+
+
+# Tables keyed by language are free-form by design; every other key has a fixed name.
+FREE_FORM = ("bursts.subject_prefix.", "bursts.notice.")
+
+
+@pytest.mark.parametrize("key", [k for k in _leaves(tomllib.loads(SHIPPED_CONFIG.read_text(encoding="utf-8")))
+                                 if not k.startswith(FREE_FORM)])
+def test_every_shipped_key_is_read(tmp_path, key):
+    # The loader rejects unknown keys, so a shipped key it did not read would fail to load.
+    # Renaming each shipped key must therefore be reported, naming that very key.
+    text = SHIPPED_CONFIG.read_text(encoding="utf-8")
+    section, _, name = key.rpartition(".")
+    data = tomllib.loads(text)
+    table = data
+    for part in section.split(".") if section else []:
+        table = table[part]
+    table[name + "_typo"] = table.pop(name)
+    path = _write(tmp_path, _dump(data))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.key == f"{section + '.' if section else ''}{name}_typo"
+    assert err.value.file == str(path)
+
+
+def test_every_symbol_has_a_shipped_weight():
+    cfg = load_config(SHIPPED_CONFIG)
+    assert set(all_symbols()) <= set(cfg.scoring.weights)
+
+
+@pytest.mark.parametrize("text,key", [
+    ('[milter]\non_error = "drop"\n', "milter.on_error"),
+    ('[milter]\nsocket = "tcp:1234"\n', "milter.socket"),
+    ('[scoring]\nsuspicious = "five"\n', "scoring.suspicious"),
+    ('[scoring]\nsuspicious = 9.0\nphish = 5.0\n', "scoring.phish"),
+    ('[actions]\nphish = ["tag", "explode"]\n', "actions.phish"),
+    ('[auth]\nport = true\n', "auth.port"),
+    ('[state]\nbackend = "redis"\n', "state.redis_url"),
+    ('[general]\nbrands = ["brands/nope.toml"]\n', "general.brands"),
+])
+def test_bad_values_name_the_key_and_file(tmp_path, text, key):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.key == key and str(path) in str(err.value)
+
+
+def test_check_config_command_reports_one_clear_line_and_exits_nonzero(tmp_path):
+    path = _write(tmp_path, '[milter]\non_error = "drop"\n')
+    proc = subprocess.run([sys.executable, "-m", "otpguard.cli", "check-config", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "milter.on_error" in lines[0]
+    ok = subprocess.run([sys.executable, "-m", "otpguard.cli", "check-config", str(SHIPPED_CONFIG)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and "OK" in ok.stdout
+
+
+def test_bad_toml_is_reported_with_the_file(tmp_path):
+    path = _write(tmp_path, "[milter\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+
+
+def _dump(data: dict) -> str:
+    """Minimal TOML writer for the test (tables, strings, numbers, booleans, lists)."""
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return "[" + ", ".join(value(x) for x in v) + "]"
+
+    lines: list[str] = []
+
+    def table(d: dict, name: str) -> None:
+        scalars = {k: v for k, v in d.items() if not isinstance(v, dict)}
+        subs = {k: v for k, v in d.items() if isinstance(v, dict)}
+        if name:
+            lines.append(f"[{name}]")
+        for k, v in scalars.items():
+            lines.append(f'"{k}" = {value(v)}')
+        for k, v in subs.items():
+            table(v, f"{name}.{k}" if name else k)
+
+    table(data, "")
+    return "\n".join(lines) + "\n"
