@@ -173,9 +173,12 @@ def decode_header_value(value: str | None) -> str:
     return _unfold("".join(out))
 
 
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
 def _surrogates_to_text(value: str) -> str:
     # compat32 keeps raw 8-bit header bytes as surrogate escapes: recover them as text.
-    if not any("\udc80" <= c <= "\udcff" for c in value):
+    if value.isascii() or not _SURROGATE.search(value):
         return value
     raw = value.encode("utf-8", "surrogateescape")
     return decode_bytes(raw, "utf-8")

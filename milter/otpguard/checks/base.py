@@ -133,6 +133,10 @@ class Context:
     def names_brand(self, cleaned: str) -> bool:
         return bool(cleaned) and bool(self.brand_re.search(self.folded(cleaned)))
 
+    def mentions_brand(self, cleaned: str) -> bool:
+        """Body text: homoglyphs folded, but not ASCII digit/letter-pair lookalikes (costly on long text)."""
+        return bool(cleaned) and bool(self.brand_re.search(skeleton(cleaned)))
+
     def names_product(self, cleaned: str) -> bool:
         return bool(cleaned) and self.product_re is not None and bool(self.product_re.search(skeleton(cleaned)))
 
@@ -206,7 +210,7 @@ class Context:
             c.strong.append("sender-address")
         if self.sender_lookalikes:
             c.strong.append("lookalike-domain")
-        body_named = self.names_brand(self.body_clean) or self.names_brand(self.attachment_clean)
+        body_named = self.mentions_brand(self.body_clean) or self.mentions_brand(self.attachment_clean)
         if body_named:
             if self.addresses_customer(self.body_clean) or self.addresses_customer(self.attachment_clean):
                 c.strong.append("customer-address")
