@@ -1,7 +1,7 @@
 """ALIAS_MISMATCH: brand mail to a recipient who gave the brand a different address."""
 from __future__ import annotations
 
-from otpguard.aliases import ALIAS_MISMATCH, alias_hit, alias_mismatch
+from otpguard.aliases import ALIAS_MISMATCH, alias_hit, alias_mismatch, alias_mismatch_for
 from otpguard.model import Decision, Envelope, Level
 
 ALIASES = {"alice@example.org": "alice+amazon@example.org"}
@@ -48,3 +48,9 @@ def test_hit_for_the_pipeline() -> None:
     hit = alias_hit("alias: x")
     assert (hit.symbol, hit.strength, hit.reason) == (ALIAS_MISMATCH, 1.0, "alias: x")
     assert ALIAS_MISMATCH == "ALIAS_MISMATCH"
+
+
+def test_parts_form_for_the_pipeline() -> None:
+    assert alias_mismatch_for(brand="amazon", genuine=False, rcpt_to=("alice@example.org",),
+                              alias_map=ALIASES) == alias_mismatch(brand_mail(), env("alice@example.org"), ALIASES)
+    assert alias_mismatch_for(brand="amazon", genuine=True, rcpt_to=("alice@example.org",), alias_map=ALIASES) is None

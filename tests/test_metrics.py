@@ -10,6 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from otpguard import __version__
+from otpguard.bursts import BurstNotice
 from otpguard.metrics import Metrics, parse_listen
 from otpguard.model import AuthSummary, Decision, DkimResult, Level, ScoredHit
 
@@ -212,6 +213,23 @@ def test_bursts_aliases_and_quarantine_gauge() -> None:
     assert value(_expose(m), "otpguard_errors_total", stage="quarantine") == 1
     t[0] = 62
     assert value(_expose(m), "otpguard_quarantine_messages") == 7
+
+
+def test_record_message_counts_alias_mismatch_and_bursts() -> None:
+    m = Metrics(process_metrics=False)  # ALIAS_MISMATCH is always a known symbol
+    alias = Decision(level=Level.SUSPICIOUS, score=5, brand="amazon",
+                     hits=(ScoredHit(symbol="ALIAS_MISMATCH", score=4, reason="alias: ..."),))
+    m.record_message(alias, "tag", 0.01)
+    first = BurstNotice(recipient_count=3, notice="n", subject_prefix="", language="en", new_burst=True)
+    later = BurstNotice(recipient_count=4, notice="n", subject_prefix="", language="en", new_burst=False)
+    m.record_message(genuine(), "tag", 0.01, applied=("burst_notice",), burst=first)
+    m.record_message(genuine(), "monitor", 0.01, burst=later)  # monitor mode: detected, not applied
+    text = _expose(m)
+    assert value(text, "otpguard_alias_mismatches_total") == 1
+    assert value(text, "otpguard_symbols_total", symbol="ALIAS_MISMATCH") == 1
+    assert value(text, "otpguard_code_bursts_total") == 1
+    assert value(text, "otpguard_code_burst_notices_total") == 2
+    assert value(text, "otpguard_actions_total", action="burst_notice") == 1
 
 
 def test_registries_are_independent() -> None:
