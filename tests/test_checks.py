@@ -118,3 +118,16 @@ def test_a_failing_check_is_recorded_and_the_rest_still_run(engine, monkeypatch)
 def _env():
     from otpguard.model import Envelope
     return Envelope()
+
+
+def test_brand_mail_to_an_address_other_than_the_registered_alias(config):
+    from otpguard.model import Envelope
+
+    aliased = replace(config, auth=replace(config.auth, verify=False),
+                      aliases=replace(config.aliases, map={"alice@example.org": "alice+amazon@example.org"}))
+    eng = Engine(aliased, verify=False)
+    raw = mail("link_text_mismatch.eml")
+    hit = eng.analyse(raw, Envelope(rcpt_to=("alice@example.org",)))
+    miss = eng.analyse(raw, Envelope(rcpt_to=("alice+amazon@example.org",)))
+    assert "ALIAS_MISMATCH" in symbols(hit) and "ALIAS_MISMATCH" not in symbols(miss)
+    assert hit.score > miss.score

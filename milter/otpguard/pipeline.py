@@ -5,6 +5,8 @@ DMARC pass on a brand domain makes the message genuine and the suspicion checks 
 """
 from __future__ import annotations
 
+from .aliases import ALIAS_MISMATCH, alias_hit, alias_mismatch_for
+from .aliases import DESCRIPTION as ALIAS_DESCRIPTION
 from .checks.authentication import AuthenticationCheck
 from .checks.base import Check, Context
 from .checks.brand_claim import BrandClaimCheck
@@ -45,7 +47,8 @@ LURE_SYMBOLS = frozenset(SYMBOL_OF_KIND.values()) | {"CODE_TOKEN", "LURE_IN_ATTA
 def all_symbols() -> dict[str, str]:
     """Every symbol the core can emit, with its description."""
     out = {"NOT_ANALYSED": "the message was not analysed (too large)",
-           "IMPERSONATION": "claims the brand as sender and asks for credentials, codes, payment or a call"}
+           "IMPERSONATION": "claims the brand as sender and asks for credentials, codes, payment or a call",
+           ALIAS_MISMATCH: ALIAS_DESCRIPTION}
     for check in (AUTHENTICATION, *SUSPICION):
         out.update(check.symbols)
     return out
@@ -120,6 +123,9 @@ def _decide_one(ctx: Context, config: Config) -> Decision:
         suspicion = [h for h in suspicion if h.symbol not in LURE_SYMBOLS]
     else:
         suspicion.extend(_composites(ctx, suspicion))
+    if claim.strong and (reason := alias_mismatch_for(brand=ctx.brand.id, genuine=False,
+                                                      rcpt_to=ctx.envelope.rcpt_to, alias_map=config.aliases.map)):
+        suspicion.append(alias_hit(reason))
     factor = 1.0 if claim.strong else WEAK_CLAIM_FACTOR
     score_a, scored_a = score_hits(hits, config.scoring)
     score_s, scored_s = score_hits(suspicion, config.scoring, factor)
