@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= conf/otpguard.toml
 CORPUS ?= ../shared/corpus
-DEB_PACKAGES := postfix libmilter-dev dnsmasq-base redis-server gcc python3-dev
+DEB_PACKAGES := postfix libmilter-dev dnsmasq-base redis-server prometheus systemd gcc
 
 .PHONY: run test eval bench fuzz setup sysdeps venv clean
 
@@ -21,12 +21,17 @@ sysdeps:
 	command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing="$$missing dnsmasq-base"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	$(PYTHON) -c 'import os,sysconfig,sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+	  || missing="$$missing python3-dev"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && \
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES) >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES) \
+	    $$(case "$$missing" in *python3-dev*) echo python3-dev python3-venv;; esac) >/dev/null; \
 	else \
 	  echo "missing Debian packages:$$missing (run 'make setup' as root to install them)" >&2; \
 	fi
