@@ -9,8 +9,8 @@ from functools import lru_cache
 import authres  # type: ignore[import-untyped]
 import authres.arc  # type: ignore[import-untyped]
 import authres.dmarc  # type: ignore[import-untyped]
-import tldextract
 
+from .domains import psl
 from .model import AuthSummary, DkimResult
 
 log = logging.getLogger(__name__)
@@ -24,12 +24,8 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _NON_ASCII = re.compile(r"[^\x20-\x7e]")
 _AAR_INSTANCE = re.compile(r"^\s*i\s*=\s*(\d+)\s*;\s*", re.IGNORECASE)
 
-# Suffixes where anyone can get a name but the PSL snapshot tldextract ships does not say so.
-# Without com.be every *.com.be signer would align (RFC 7489 3.1) with amazon.com.be.
-EXTRA_PUBLIC_SUFFIXES = ("com.be",)
-
-# tldextract with the Public Suffix List snapshot it ships: never downloads, never writes a cache.
-_PSL = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, extra_suffixes=EXTRA_PUBLIC_SUFFIXES)
+# domains.psl() adds com.be to the bundled snapshot: without it every *.com.be signer would
+# align (RFC 7489 3.1) with amazon.com.be.
 
 
 @lru_cache(maxsize=4096)
@@ -38,7 +34,7 @@ def organizational_domain(domain: str) -> str:
     d = domain.strip().rstrip(".").lower()
     if not d:
         return ""
-    found = _PSL(d)
+    found = psl()(d)
     if found.top_domain_under_public_suffix:
         return found.top_domain_under_public_suffix
     if found.suffix:
@@ -228,6 +224,11 @@ def _ascii(text: str) -> str:
     return _NON_ASCII.sub("?", text)
 
 
+def _pvalue(text: str) -> str:
+    """A property value authres will quote when needed: it writes anything with "@" unquoted."""
+    return _ascii(text).replace("@", "?")[:255]
+
+
 def _comment(text: str) -> str:
     """Text safe inside an RFC 5322 comment: printable ASCII without parentheses or backslash."""
     return _ascii(text).replace("(", "[").replace(")", "]").replace("\\", "/")
@@ -240,16 +241,16 @@ def own_results_header(summary: AuthSummary, authserv_id: str) -> str:
 
     spf = authres.SPFAuthenticationResult(result=_ascii(summary.spf or "none"))
     if summary.spf_domain:
-        spf.smtp_mailfrom = _ascii(summary.spf_domain)
+        spf.smtp_mailfrom = _pvalue(summary.spf_domain)
     results.append(spf)
 
     if summary.dkim:
         for k in summary.dkim:
             r = authres.DKIMAuthenticationResult(result=_ascii(k.result or "none"))
             if k.domain:
-                r.header_d = _ascii(k.domain)
+                r.header_d = _pvalue(k.domain)
             if k.selector:
-                r.header_s = _ascii(k.selector)
+                r.header_s = _pvalue(k.selector)
             results.append(r)
     else:
         results.append(authres.DKIMAuthenticationResult(result="none"))
@@ -261,9 +262,9 @@ def own_results_header(summary: AuthSummary, authserv_id: str) -> str:
         if rest:
             dmarc.result_comment = _comment(rest.strip())
         if word.strip():
-            dmarc.policy = _ascii(word.strip())
+            dmarc.policy = _pvalue(word.strip())
     if summary.from_domain:
-        dmarc.header_from = _ascii(summary.from_domain)
+        dmarc.header_from = _pvalue(summary.from_domain)
     results.append(dmarc)
 
     results.append(authres.arc.ARCAuthenticationResult(result=_ascii(summary.arc or "none")))

@@ -11,11 +11,16 @@ import tldextract
 from .brand import BrandProfile
 from .normalize import clean, fold_lookalike, skeleton
 
+EXTRA_PUBLIC_SUFFIXES = ("com.be",)
+
 
 @lru_cache(maxsize=1)
-def _extractor() -> tldextract.TLDExtract:
+def psl() -> tldextract.TLDExtract:
+    """The one Public Suffix List reader of the process (bundled snapshot, no network)."""
     # The bundled suffix list only: no download at run time, no cache directory written.
-    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
+    # com.be is a public suffix in practice (amazon.com.be) but missing from the bundled snapshot.
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True,
+                                 extra_suffixes=EXTRA_PUBLIC_SUFFIXES)
 
 
 @lru_cache(maxsize=65536)
@@ -24,14 +29,23 @@ def registered_domain(host: str) -> str:
     host = host.strip().rstrip(".").lower()
     if not host or is_ip(host):
         return ""
-    ext = _extractor()(host)
-    return ext.top_domain_under_public_suffix or ""
+    ext = psl()(host)
+    if ext.top_domain_under_public_suffix:
+        return ext.top_domain_under_public_suffix
+    if not ext.suffix and "." in host:
+        # The PSL's default rule "*": an unlisted TLD (.test, .internal) is a public suffix.
+        return ".".join(host.split(".")[-2:])
+    return ""
 
 
 @lru_cache(maxsize=65536)
 def split_host(host: str) -> tuple[str, str, str]:
     """(subdomain, registrable label, public suffix) of a host."""
-    ext = _extractor()(host.strip().rstrip(".").lower())
+    host = host.strip().rstrip(".").lower()
+    ext = psl()(host)
+    if not ext.suffix and "." in host:
+        labels = host.split(".")
+        return ".".join(labels[:-2]), labels[-2], labels[-1]
     return ext.subdomain, ext.domain, ext.suffix
 
 

@@ -60,8 +60,8 @@ class Engine:
 
     def own_results_header(self, decision: Decision) -> str | None:
         """Value of our Authentication-Results header, when we checked authentication ourselves."""
-        if decision.auth is None or decision.auth.source != "local":
-            return None
+        if decision.auth is None or decision.auth.source.startswith("upstream:"):
+            return None  # upstream results already stand in their own header
         from .authresults import own_results_header
 
         return own_results_header(decision.auth, self.config.auth.authserv_id)

@@ -428,7 +428,11 @@ def parse_message(raw: bytes, limits: AnalysisConfig) -> ParsedMessage:
         bucket.append(text[: budget[0]])
         budget[0] -= len(text)
 
-    parts = _walk(msg, limits, defects)
+    try:
+        parts = _walk(msg, limits, defects)
+    except Exception as exc:  # noqa: BLE001 - never lose the headers' facts to a broken body
+        defects.append(f"walk: {type(exc).__name__}")
+        parts = []
     for part in parts:
         try:
             _part(part, limits, keep, texts, att_texts, links, forms, attachments, defects)
@@ -466,7 +470,11 @@ def _walk(msg: Message, limits: AnalysisConfig, defects: list[str]) -> list[Mess
         if len(leaves) >= limits.max_parts:
             defects.append("too many parts")
             break
-        payload = part.get_payload()
+        try:
+            payload = part.get_payload()
+        except Exception:  # noqa: BLE001 - the stdlib decodes some payloads eagerly and can raise
+            defects.append("unreadable part")
+            continue
         if part.is_multipart() and isinstance(payload, list):
             if depth >= limits.max_depth:
                 defects.append("nesting too deep")

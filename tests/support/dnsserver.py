@@ -10,11 +10,13 @@ import os
 import re
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +37,10 @@ DNSMASQ_CANDIDATES = ("/usr/sbin/dnsmasq", "/usr/bin/dnsmasq")
 
 
 def dnsmasq_path() -> str | None:
-    """The dnsmasq binary, or None when it is not installed."""
+    """The dnsmasq binary (OTPGUARD_DNSMASQ overrides the search), or None when it is missing."""
+    override = os.environ.get("OTPGUARD_DNSMASQ")
+    if override is not None:
+        return override if override and os.access(override, os.X_OK) else None
     found = shutil.which("dnsmasq")
     if found:
         return found
@@ -335,9 +340,10 @@ class KeyRing:
     bits: int = 1024
     _keys: dict[str, TestKey] = field(default_factory=dict)
 
-    def key(self, label: str) -> TestKey:
+    def key(self, label: str, bits: int | None = None) -> TestKey:
+        """The key for a label; bits only matter the first time a label is asked for."""
         if label not in self._keys:
-            self._keys[label] = make_rsa_key(self.bits)
+            self._keys[label] = make_rsa_key(bits or self.bits)
         return self._keys[label]
 
 
@@ -414,6 +420,21 @@ def dnsmasq_factory() -> Iterator[DnsmasqFactory]:
 def dnsmasq_module_factory() -> Iterator[DnsmasqFactory]:
     """Like dnsmasq_factory, but the servers live for the whole test module."""
     yield from _factory()
+
+
+@pytest.fixture
+def alarm() -> Iterator[None]:
+    """A generous hard stop (20 s, SIGALRM): a hang fails one test instead of the whole run."""
+    def expired(signum: int, frame: types.FrameType | None) -> None:
+        raise TimeoutError("test took longer than 20 s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(20)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture
