@@ -9,6 +9,7 @@ never exceed the time budget. Prints the counts; exits 1 on any exception or ove
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import random
 import sys
@@ -80,22 +81,38 @@ def main() -> int:
     ap.add_argument("corpus", type=Path)
     ap.add_argument("--cases", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "conf" / "otpguard.toml"))
     args = ap.parse_args()
-    cfg = load_config(args.config)
+    start = time.perf_counter()
+    shares = [args.cases // args.jobs + (i < args.cases % args.jobs) for i in range(args.jobs)]
+    with multiprocessing.Pool(args.jobs) as pool:
+        results = pool.starmap(run_share, [(args.corpus, args.config, n, args.seed + i) for i, n in enumerate(shares)])
+    total = time.perf_counter() - start
+    errors = sum(r[0] for r in results)
+    overruns = sum(r[1] for r in results)
+    worst = max(r[2] for r in results)
+    budget = load_config(args.config).analysis.time_budget_seconds
+    print(f"fuzz: {args.cases} cases in {total:.0f}s on {args.jobs} processes ({args.cases / total:.0f}/s): "
+          f"{errors} exceptions, {overruns} over the {budget:.0f}s budget, slowest case {worst:.2f}s")
+    return 1 if errors or overruns else 0
+
+
+def run_share(corpus: Path, config: str, cases: int, seed: int) -> tuple[int, int, float]:
+    """One worker's cases: (exceptions, budget overruns, slowest seconds)."""
+    cfg = load_config(config)
     engine = Engine(replace(cfg, auth=replace(cfg.auth, verify=False)), verify=False)
     budget = cfg.analysis.time_budget_seconds
     files = []
     for sub in ("phish", "legit", "hardneg", "traffic/spam_2", "traffic/hard_ham"):
-        d = args.corpus / sub
+        d = corpus / sub
         if d.is_dir():
             files += sorted(p for p in d.iterdir() if p.is_file() and not p.name.endswith((".tsv", ".md")))
     seeds = [p.read_bytes() for p in files]
-    rng = random.Random(args.seed)
+    rng = random.Random(seed)
     errors = overruns = 0
     worst = 0.0
-    start = time.perf_counter()
-    for case in range(args.cases):
+    for case in range(cases):
         raw = rng.choice(seeds) or b"x"
         # Heavy mutations are ~1% of cases so that the run stays a few minutes long.
         mutators = [m for m in MUTATORS if m not in HEAVY] if rng.random() > 0.01 else [rng.choice(sorted(HEAVY, key=lambda f: f.__name__))]
@@ -112,11 +129,9 @@ def main() -> int:
         worst = max(worst, took)
         overruns += took > budget
         if (case + 1) % 10_000 == 0:
-            print(f"  {case + 1} cases, {errors} exceptions, {overruns} over budget, worst {worst:.2f}s", flush=True)
-    total = time.perf_counter() - start
-    print(f"fuzz: {args.cases} cases in {total:.0f}s ({args.cases / total:.0f}/s): {errors} exceptions, "
-          f"{overruns} over the {budget:.0f}s budget, slowest case {worst:.2f}s")
-    return 1 if errors or overruns else 0
+            print(f"  worker {seed}: {case + 1} cases, {errors} exceptions, {overruns} over budget, "
+                  f"worst {worst:.2f}s", flush=True)
+    return errors, overruns, worst
 
 
 if __name__ == "__main__":
