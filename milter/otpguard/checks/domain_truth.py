@@ -87,15 +87,26 @@ def forged_helo(ctx: Context) -> str | None:
 _SPF_ENVELOPE = re.compile(r"envelope-from=<?\"?([^\s;>\"]+)|domain of (\S+@\S+?)\s+(?:designates|does not)", re.I)
 
 
+_AR_MAILFROM = re.compile(r"\bsmtp\.mailfrom=\"?([^\s;\")]+)", re.I)
+
+
 def envelope_sender_domain(ctx: Context) -> str | None:
-    """The MAIL FROM domain: from the MTA, else the first Received-SPF that names it."""
+    """The MAIL FROM domain: from the MTA, else as the receiving host recorded it.
+
+    Offline, the receiving host's trace fields tell: Received-SPF, the smtp.mailfrom of its
+    Authentication-Results, and last the Return-Path it wrote at delivery.
+    """
     if ctx.envelope.mail_from:
         return ctx.envelope.mail_from.rpartition("@")[2].strip("<>").lower() or None
     for value in ctx.msg.header_all("received-spf")[:5]:
         m = _SPF_ENVELOPE.search(value)
-        if m:
-            addr = m.group(1) or m.group(2)
-            domain = addr.rpartition("@")[2].strip("<>").lower()
-            if domain:
-                return domain
-    return None
+        if m and (domain := (m.group(1) or m.group(2)).rpartition("@")[2].strip("<>").lower()):
+            return domain
+    if ctx.msg.header("list-id") or ctx.msg.header("list-post"):
+        return None  # a list copy: the list rewrote the envelope, it tells nothing of the author
+    for value in ctx.msg.header_all("authentication-results")[:5]:
+        m = _AR_MAILFROM.search(value)
+        if m and (domain := m.group(1).rpartition("@")[2].strip("<>").lower()):
+            return domain
+    rp = ctx.msg.return_path
+    return rp.domain if rp is not None and rp.domain else None

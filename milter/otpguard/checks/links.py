@@ -52,7 +52,7 @@ class LinkCheck:
         brand = ctx.brand
         web = [link for link in ctx.msg.links if _is_web(link.href)]
         off: dict[str, str] = {}
-        on = 0
+        on = off_links = 0
         found: dict[str, tuple[float, str]] = {}
 
         def add(symbol: str, strength: float, reason: str) -> None:
@@ -66,6 +66,7 @@ class LinkCheck:
             if is_ip(host):
                 add("LINK_IP_LITERAL", 1.0, f"{host}")
                 off.setdefault(host, link.href)
+                off_links += 1
                 continue
             reg = registered_domain(host)
             if brand.trusts_link(host):
@@ -73,6 +74,7 @@ class LinkCheck:
                 self._text_mismatch(ctx, link.text, host, add)
                 continue
             off.setdefault(reg or host, link.href)
+            off_links += 1
             if "xn--" in host:
                 add("LINK_PUNYCODE", 1.0, host)
             look = lookalike(host, brand)
@@ -89,11 +91,13 @@ class LinkCheck:
                 add("LINK_BRAND_IN_PATH", 1.0, f"{host}{path[:60]}")
             self._text_mismatch(ctx, link.text, host, add)
 
-        if off and any(k != "urgency" for k in ctx.lures):
-            # Foreign links are ordinary (lists, carriers, CDNs); they matter where the lure leads.
-            share = len(off) / (len(off) + (1 if on else 0))
+        # Foreign links are ordinary (lists, carriers, CDNs); they matter where a lure leads.
+        # A prize only leads somewhere suspicious when a foreign sender offers it.
+        leads = ctx.credential_lures or ("prize" in ctx.lures and not ctx.from_owned)
+        if off and leads:
+            share = off_links / (off_links + on)
             first = next(iter(off))
-            add("LINK_OFF_BRAND", 0.5 + 0.5 * share, f"{len(off)} foreign domain(s), e.g. {first}")
+            add("LINK_OFF_BRAND", 0.4 + 0.6 * share, f"{len(off)} foreign domain(s), e.g. {first}")
         for form in ctx.msg.forms:
             target = host_of(form.action)
             if form.has_password:
