@@ -6,6 +6,7 @@ order the adapter applies them. Nothing here touches the MTA.
 from __future__ import annotations
 
 import base64
+import email.message
 import email.parser
 import email.policy
 import html as html_lib
@@ -64,7 +65,7 @@ class Reject:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Banner:
-    """Prepend a warning to a single-part text/plain or text/html body."""
+    """Prepend a warning to the first inline text/plain and text/html parts (see banner_body)."""
 
     text: str
     html: str
@@ -183,24 +184,20 @@ _ENCODINGS = ("7bit", "8bit", "quoted-printable", "base64", "")
 _BODY_TAG = re.compile(rb"<body\b[^>]*>", re.IGNORECASE)
 
 
-def banner_body(raw: bytes, text: str, html: str) -> tuple[bytes | None, str]:
-    """The new body (CRLF line ends) with the banner prepended, or (None, why skipped).
+MAX_MIME_DEPTH = 5
 
-    Only a single-part text/plain or text/html message is changed: rewriting a multipart
-    body would mean re-serialising MIME structure we did not write (boundaries, nested
-    parts, signatures), which is where mail gets damaged; such messages keep their body and
-    still get the headers and subject of the verdict.
-    """
-    head, sep, body = raw.partition(b"\r\n\r\n")
+
+def _split_entity(entity: bytes) -> tuple[bytes, bytes, bytes]:
+    head, sep, body = entity.partition(b"\r\n\r\n")
     if not sep:
-        head, sep, body = raw.partition(b"\n\n")
-    msg = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head + b"\r\n\r\n")
+        head, sep, body = entity.partition(b"\n\n")
+    return head, sep, body
+
+
+def _leaf_banner(msg: email.message.Message, body: bytes, text: str, html: str) -> tuple[bytes | None, str]:
+    """Banner for one text/plain or text/html entity body, re-encoded as it was."""
     ctype = msg.get_content_type()
-    if msg.get_content_maintype() == "multipart":
-        return None, "multipart"
-    if ctype not in ("text/plain", "text/html"):
-        return None, f"content type {ctype}"
-    banner = text if ctype == "text/plain" else (html or ("<p>" + html_lib.escape(text) + "</p>"))
+    banner = text if ctype == "text/plain" else (html or ("<p>" + html_lib.escape(text, quote=False) + "</p>"))
     if not banner:
         return None, "no banner for " + ctype
     cte = str(msg.get("Content-Transfer-Encoding", "")).strip().lower()
@@ -237,3 +234,74 @@ def banner_body(raw: bytes, text: str, html: str) -> tuple[bytes | None, str]:
     if cte == "quoted-printable":
         return quopri.encodestring(new.replace(eol, b"\n")).replace(b"\n", eol), ""
     return new, ""
+
+
+def _entity_banner(head: bytes, body: bytes, text: str, html: str, done: set[str],
+                   depth: int) -> tuple[bytes | None, str]:
+    """New body of one MIME entity, or (None, why) when it is left alone."""
+    msg = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head + b"\r\n\r\n")
+    ctype = msg.get_content_type()
+    if msg.get_content_maintype() == "multipart":
+        boundary = msg.get_boundary()
+        if not boundary or depth >= MAX_MIME_DEPTH:
+            return None, "multipart without boundary" if not boundary else "MIME nesting too deep"
+        return _multipart_banner(body, boundary.encode("ascii", "replace"), text, html, done, depth + 1)
+    if ctype not in ("text/plain", "text/html"):
+        return None, f"content type {ctype}"
+    if str(msg.get("Content-Disposition", "")).strip().lower().startswith("attachment"):
+        return None, "attachment"
+    if ctype in done:
+        return None, f"{ctype} already has a banner"
+    new, why = _leaf_banner(msg, body, text, html)
+    if new is not None:
+        done.add(ctype)
+    return new, why
+
+
+def _multipart_banner(body: bytes, boundary: bytes, text: str, html: str, done: set[str],
+                      depth: int) -> tuple[bytes | None, str]:
+    """Splice bannered parts into a multipart body; every other byte stays as it was.
+
+    Delimiter lines are found as RFC 2046 5.1.1 defines them (CRLF, "--", boundary, optional
+    "--" and trailing whitespace); preamble, epilogue, boundaries and untouched parts are
+    copied byte for byte, so the MIME structure is never re-serialised.
+    """
+    delim = re.compile(rb"(?:^|\r\n)--" + re.escape(boundary) + rb"(--)?[ \t]*(?=\r\n|$)")
+    matches = list(delim.finditer(body))
+    if not matches:
+        return None, "multipart without its boundary"
+    out = [body[:matches[0].end()]]
+    changed, why = False, "no text part"
+    for i, m in enumerate(matches):
+        if m.group(1):  # close delimiter: the rest is the epilogue
+            out.append(body[m.end():])
+            break
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(body)
+        segment = body[m.end():end]
+        new_segment = None
+        if segment.startswith(b"\r\n"):
+            head, sep, part_body = _split_entity(segment[2:])
+            if sep:
+                new_body, reason = _entity_banner(head, part_body, text, html, done, depth)
+                if new_body is not None:
+                    new_segment = b"\r\n" + head + sep + new_body
+                    changed = True
+                elif not changed:
+                    why = reason
+        out.append(new_segment if new_segment is not None else segment)
+        if i + 1 < len(matches):
+            out.append(matches[i + 1].group(0))
+    return (b"".join(out), "") if changed else (None, why)
+
+
+def banner_body(raw: bytes, text: str, html: str) -> tuple[bytes | None, str]:
+    """The new body (CRLF line ends) with the banner prepended, or (None, why skipped).
+
+    The banner goes into the first inline text/plain and the first inline text/html part,
+    each re-encoded with its own charset and transfer encoding. Multipart bodies are changed
+    by splicing those parts only (see _multipart_banner); attachments, other types and parts
+    whose charset cannot carry the banner are left alone, and the message keeps its body
+    when nothing could be changed safely.
+    """
+    head, _, body = _split_entity(raw)
+    return _entity_banner(head, body, text, html, set(), 0)

@@ -206,9 +206,9 @@ class OtpGuardMilter(Milter.Base):
     def envfrom(self, mail_from: bytes | str, *params: bytes | str) -> int:
         """A new message starts: reset all per-message state (one connection, many messages)."""
         self._end_message()
+        m = get_runtime().config.milter
         try:
-            body = tempfile.SpooledTemporaryFile(max_size=get_runtime().config.milter.spool_bytes,
-                                                 dir=get_runtime().config.milter.spool_dir or None)
+            body = tempfile.SpooledTemporaryFile(max_size=m.spool_bytes, dir=m.spool_dir or None)
         except Exception as exc:
             body = tempfile.SpooledTemporaryFile(max_size=1 << 20)
             err: str | None = f"spool: {exc!r}"
@@ -286,14 +286,16 @@ class OtpGuardMilter(Milter.Base):
                                auth_results=rt.engine.own_results_header(decision),
                                authserv_id=rt.config.auth.authserv_id, burst=burst)
             stage = "actions"
-            rc = self._apply(planned, msg, raw)
+            notes: list[str] = []
+            rc = self._apply(planned, msg, raw, notes)
             elapsed = time.monotonic() - started
             summary = act.describe(planned)
             logs.message(queue_id=queue_id, decision=decision, action=summary, ms=elapsed * 1000,
-                         client_ip=self._client_ip)
+                         client_ip=self._client_ip, notes=notes)
             if rt.metrics is not None:
-                rt.metrics.record_message(decision, _disposition(planned), elapsed,
-                                          applied=_applied(planned, burst))
+                rt.metrics.record_message(decision, _disposition(planned), elapsed, applied=_applied(planned))
+                if burst is not None:
+                    rt.metrics.burst_detected(new=burst.new_burst)
             return rc
         except Exception as exc:
             if isinstance(exc, AnalysisTimeout):
@@ -322,7 +324,9 @@ class OtpGuardMilter(Milter.Base):
                 pass
         else:
             rc = Milter.CONTINUE
-            if not rt.config.actions.monitor and msg is not None:
+            # After a failure half-way through the actions, what was applied stays; tagging
+            # again would only add a second, contradicting verdict.
+            if not rt.config.actions.monitor and msg is not None and stage != "actions":
                 try:
                     self._apply(act.error_plan(rt.config.auth.authserv_id), msg, b"")
                 except Exception as apply_exc:  # the MTA connection itself may be gone
@@ -400,8 +404,13 @@ class OtpGuardMilter(Milter.Base):
                 out.append((name, seen[key]))
         return sorted(out, key=lambda t: (t[0].lower(), -t[1]))
 
-    def _apply(self, planned: tuple[act.Action, ...], msg: _Message, raw: bytes) -> int:
-        """Carry out planned actions through libmilter; returns the eom reply code."""
+    def _apply(self, planned: tuple[act.Action, ...], msg: _Message, raw: bytes,
+               notes: list[str] | None = None) -> int:
+        """Carry out planned actions through libmilter; returns the eom reply code.
+
+        What could not be done safely (a banner on an unsuitable body) goes into notes,
+        which end up in the message's log line.
+        """
         rc = Milter.CONTINUE
         for a in planned:
             match a:
@@ -418,7 +427,8 @@ class OtpGuardMilter(Milter.Base):
                 case act.Banner(text=text, html=html):
                     body, why = act.banner_body(raw, text, html)
                     if body is None:
-                        logs.event("banner_skipped", queue_id=msg.queue_id or "-", why=why)
+                        if notes is not None:
+                            notes.append(f"banner skipped: {why}")
                     else:
                         for i in range(0, len(body), REPLACEBODY_CHUNK):
                             self.replacebody(body[i:i + REPLACEBODY_CHUNK])
@@ -446,12 +456,10 @@ def _disposition(planned: tuple[act.Action, ...]) -> str:
     return "accept"
 
 
-def _applied(planned: tuple[act.Action, ...], burst: Any) -> list[str]:
+def _applied(planned: tuple[act.Action, ...]) -> list[str]:
     """The action words applied, for metrics."""
-    words = [w for w in act.describe(planned).split("+") if w not in ("none", "monitor")]
-    if burst is not None and not any(isinstance(a, act.Monitor) for a in planned):
-        words.append("burst_notice")
-    return words
+    return [w for w in act.describe(planned).split("+") if w not in ("none", "monitor", "reject")] + \
+        (["reject"] if any(isinstance(a, act.Reject) for a in planned) else [])
 
 
 # --- running libmilter -----------------------------------------------------------------------

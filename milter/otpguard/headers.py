@@ -149,9 +149,12 @@ def symbols_value(hits: list[tuple[str, float, str]] | tuple[tuple[str, float, s
 # --- Subject -----------------------------------------------------------------------------
 
 def _normalise_folding(value: str) -> str:
-    """Keep folds, drop stray CR, and make sure every LF is followed by whitespace."""
+    """Keep folds, drop stray CR, make every LF a fold, drop blank continuation lines."""
     value = value.replace("\r\n", "\n").replace("\r", "")
-    return re.sub(r"\n(?![ \t])", "\n ", value)
+    value = re.sub(r"\n(?![ \t])", "\n ", value)
+    # A continuation line of only whitespace is not allowed (RFC 5322 3.2.2): drop it.
+    value = re.sub(r"\n[ \t]*(?=\n|$)", "", value)
+    return value.strip(" \t\n")
 
 
 def has_raw_bytes(value: str) -> bool:
@@ -211,7 +214,7 @@ def rewrite_subject(value: str | None, prefix: str) -> str | None:
         return prefix if prefix.isascii() else " ".join(encoded_words(prefix))
     if subject_has_prefix(value, prefix):
         return None
-    original = _normalise_folding(value).strip(" \t")
+    original = _normalise_folding(value)
     if has_raw_bytes(original):
         text = original.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         text = text.replace("\n", "")

@@ -113,7 +113,8 @@ def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
 
 
 def message_fields(*, queue_id: str | None, decision: Decision | None, action: str, ms: float,
-                   error: str | None = None, client_ip: str | None = None) -> dict[str, Any]:
+                   error: str | None = None, client_ip: str | None = None,
+                   notes: list[str] | None = None) -> dict[str, Any]:
     """The fields of the per-message line."""
     fields: dict[str, Any] = {"queue_id": queue_id or "-"}
     if decision is not None:
@@ -126,16 +127,18 @@ def message_fields(*, queue_id: str | None, decision: Decision | None, action: s
     fields["ms"] = round(ms, 1)
     if client_ip:
         fields["client"] = client_ip
+    if notes:
+        fields["notes"] = list(notes)
     if error:
         fields["error"] = error
     return fields
 
 
 def message(*, queue_id: str | None, decision: Decision | None, action: str, ms: float,
-            error: str | None = None, client_ip: str | None = None) -> None:
+            error: str | None = None, client_ip: str | None = None, notes: list[str] | None = None) -> None:
     """Log THE line for one message (warning level when it is an error line)."""
     fields = message_fields(queue_id=queue_id, decision=decision, action=action, ms=ms, error=error,
-                            client_ip=client_ip)
+                            client_ip=client_ip, notes=notes)
     event("message", logging.WARNING if error else logging.INFO, **fields)
     log = logging.getLogger(LOGGER_NAME)
     if decision is not None and decision.hits and log.isEnabledFor(logging.DEBUG):

@@ -27,6 +27,13 @@ from . import logs
 from .config import Config, ConfigError, load_config
 
 DRAIN_SECONDS = 30.0  # longest wait for messages in flight after SIGTERM
+POSTFIX_HINT = """otpguard is listening on {socket}. To filter mail with it, add to Postfix's main.cf
+(see deploy/postfix/main.cf.snippet) and run `postfix reload`:
+    milter_protocol = 6
+    milter_default_action = tempfail
+    smtpd_milters = {socket}
+    non_smtpd_milters = $smtpd_milters
+Stop with Ctrl-C (SIGTERM); reload the configuration with SIGHUP."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,18 +58,15 @@ def _build_engine(config: Config) -> Any:
     return Engine(config)
 
 
-def _build_bursts(config: Config, metrics: Any) -> Any:
-    """A burst tracker on the configured state store, or None when bursts are off."""
-    if not config.bursts.enabled:
-        return None
-    from .bursts import BurstTracker
+def _open_store(config: Config, metrics: Any) -> Any:
+    """The counter store for burst detection ([state])."""
     from .state import open_store
 
     def state_error() -> None:
         if metrics is not None:
             metrics.record_error("state")
 
-    return BurstTracker(open_store(config.state, on_error=state_error), config.bursts)
+    return open_store(config.state, on_error=state_error)
 
 
 def _socket_path(spec: str) -> Path | None:
@@ -87,6 +91,16 @@ def _prepare_unix_socket(path: Path) -> None:
             probe.close()
 
 
+def _check_inet_free(spec: str) -> None:
+    """Fail early with the OS's words ("Address already in use") instead of libmilter's."""
+    host, _, port = spec.partition(":")[2].rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as libmilter does
+        s.bind((host, int(port)))
+
+
 def _set_socket_permissions(path: Path, mode: str, owner: str, group: str) -> None:
     """chmod/chown the unix socket so Postfix (user postfix) can connect."""
     uid = -1 if not owner else (int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid)
@@ -108,15 +122,23 @@ class Server:
         self.reload_requested = threading.Event()
         self.error: BaseException | None = None
         self.listening = threading.Event()
+        self._store: Any = None
+        self._store_cfg: Any = None
 
     # --- runtime ----------------------------------------------------------------------
     def install(self, config: Config) -> None:
         """Build engine and trackers for config first, then swap them in at once."""
         from . import adapter
+        from .bursts import BurstTracker
 
         engine = _build_engine(config)
-        bursts = _build_bursts(config, self.metrics)
+        store, store_cfg = self._store, self._store_cfg
+        if config.bursts.enabled and (store is None or config.state != store_cfg):
+            store, store_cfg = _open_store(config, self.metrics), config.state
+        bursts = BurstTracker(store, config.bursts) if config.bursts.enabled else None
         adapter.set_runtime(adapter.Runtime(config=config, engine=engine, metrics=self.metrics, bursts=bursts))
+        # The same [state] keeps its store across reloads: in-memory burst counts survive SIGHUP.
+        self._store, self._store_cfg = store, store_cfg
         self.config = config
 
     def reload(self) -> None:
@@ -168,6 +190,43 @@ class Server:
         finally:
             self.stop_requested.set()
 
+    def _wake_listener(self) -> None:
+        """Connect once to our own socket so libmilter's accept loop wakes up now."""
+        path = _socket_path(self.socket_spec)
+        try:
+            if path is not None:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(1)
+                    s.connect(str(path))
+            else:
+                host, _, port = self.socket_spec[5:].rpartition(":")
+                socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=1).close()
+        except OSError:
+            pass  # already closed: nothing to wake
+
+    def _stop_listener(self) -> None:
+        """smfi_stop: close the listening socket, so no new MTA connections.
+
+        libmilter's accept loop holds its lock while it waits up to 5 s (MI_CHK_TIME) in
+        select(); smfi_stop needs that lock. A connection to our own socket ends the wait,
+        so stopping takes milliseconds instead of seconds.
+        """
+        from . import adapter
+
+        def stop() -> None:
+            try:
+                adapter.stop()
+            except Exception as exc:
+                logs.event("stop_failed", logging.WARNING, problem=repr(exc))
+
+        stopper = threading.Thread(target=stop, name="otpguard-stop", daemon=True)
+        stopper.start()
+        for _ in range(50):
+            stopper.join(0.1)
+            if not stopper.is_alive():
+                break
+            self._wake_listener()
+
     def serve(self) -> int:
         """Run until SIGTERM/SIGINT (0) or a libmilter failure (1)."""
         from . import adapter
@@ -195,15 +254,14 @@ class Server:
                 logs.event("listening", socket=self.socket_spec, config=self.config.path,
                            postfix=f"smtpd_milters = {self.socket_spec}",
                            hint="add the lines of deploy/postfix/main.cf.snippet to Postfix's main.cf")
+                if sys.stdout.isatty():  # `make run` in a terminal; services log only the event
+                    print(POSTFIX_HINT.format(socket=self.socket_spec), flush=True)
         if self.error is not None:
             logs.event("milter_failed", logging.ERROR, socket=self.socket_spec,
                        problem=f"{type(self.error).__name__}: {self.error}")
             return 1
         logs.event("stopping", in_flight=adapter.in_flight())
-        try:
-            adapter.stop()  # closes the listening socket: no new MTA connections
-        except Exception as exc:
-            logs.event("stop_failed", logging.WARNING, problem=repr(exc))
+        self._stop_listener()
         deadline = time.monotonic() + DRAIN_SECONDS
         while adapter.in_flight() > 0 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -242,6 +300,9 @@ def run(args: argparse.Namespace) -> int:
             from .metrics import Metrics
 
             metrics = Metrics(symbols=tuple(config.scoring.weights))
+            from .quarantine import held_count
+
+            metrics.set_quarantine_source(held_count)
             server = metrics.start_http(metrics_listen)
             logs.event("metrics", url=server.url)
         except ImportError:
@@ -254,11 +315,16 @@ def run(args: argparse.Namespace) -> int:
         srv.install(config)
     except ConfigError as exc:
         return _fail_config(exc)
+    except Exception as exc:  # e.g. a state backend that cannot be set up
+        print(f"otpguard: cannot start with {args.config}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     path = _socket_path(socket_spec)
-    if path is not None:
-        try:
+    try:
+        if path is not None:
             _prepare_unix_socket(path)
-        except OSError as exc:
-            print(f"otpguard: cannot use socket {socket_spec}: {exc}", file=sys.stderr)
-            return 1
+        else:
+            _check_inet_free(socket_spec)
+    except OSError as exc:
+        print(f"otpguard: cannot use socket {socket_spec}: {exc}", file=sys.stderr)
+        return 1
     return srv.serve()

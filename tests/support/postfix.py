@@ -18,6 +18,7 @@ import shutil
 import smtplib
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -361,3 +362,97 @@ def postfix_instance_factory(listeners: dict[str, str], **kw) -> Iterator[Postfi
 def postfix_plain() -> Iterator[PostfixInstance]:
     """A module-wide private Postfix with one listener "plain" without milter."""
     yield from postfix_instance_factory({"plain": ""})
+
+
+OTPGUARD = str(Path(sys.executable).parent / "otpguard")
+
+
+def write_test_config(path: Path, *, socket_spec: str, changes: dict[str, str] | None = None,
+                      source: Path | None = None) -> Path:
+    """The shipped conf/otpguard.toml for tests: brands by absolute path, no DNS, no metrics.
+
+    `changes` maps exact lines of the shipped file to replacement lines (e.g. an [actions]
+    level); a line that is not found is an error, so a test never silently runs the default.
+    """
+    source = source or Path(__file__).resolve().parents[2] / "conf" / "otpguard.toml"
+    text = source.read_text()
+    base = {
+        'brands = ["brands/amazon.toml"]': f'brands = ["{source.parent}/brands/amazon.toml"]',
+        'socket = "unix:/run/otpguard/otpguard.sock"': f'socket = "{socket_spec}"',
+        "verify = true": "verify = false",
+        "[metrics]\nenabled = true": "[metrics]\nenabled = false",
+    }
+    for old, new in {**base, **(changes or {})}.items():
+        if old not in text:
+            raise KeyError(f"line not in {source}: {old!r}")
+        text = text.replace(old, new, 1)
+    path.write_text(text)
+    return path
+
+
+@dataclass(slots=True)
+class OtpguardServer:
+    """`otpguard serve` as a subprocess, with its log in a file."""
+
+    config: Path
+    socket: str
+    log: Path
+    env: dict[str, str] | None = None
+    command: tuple[str, ...] = (OTPGUARD, "serve")
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> "OtpguardServer":
+        """Start and wait for the "listening" log event."""
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as err:
+            self.proc = subprocess.Popen([*self.command, "--config", str(self.config), "--socket", self.socket],
+                                         stdout=subprocess.DEVNULL, stderr=err,
+                                         env={**os.environ, **(self.env or {})})
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log.read_bytes()[offset:]
+            if b'"event":"listening"' in text or b"event=listening" in text:
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"otpguard serve exited with {self.proc.returncode}:\n{text.decode(errors='replace')}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"otpguard serve did not start:\n{text.decode(errors='replace')}")
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def signal(self, signum: int) -> None:
+        """Send a signal to the server process."""
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout: float = 30) -> int | None:
+        """SIGTERM and wait; SIGKILL if it does not exit in time. Returns the exit status."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.terminate()
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            return None
+
+    def kill(self) -> None:
+        """SIGKILL, as in a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def events(self, name: str | None = None) -> list[dict]:
+        """Parsed JSON log lines (the test configs log in JSON), optionally one event only."""
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                item = json.loads(line)
+                if name is None or item.get("event") == name:
+                    out.append(item)
+        return out
