@@ -44,8 +44,13 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# As root the shipped socket (/run/otpguard) is used; a normal user gets a socket in var/run
+# of the checkout, because /run is root's.
 run: setup
-	$(VENV)/bin/otpguard serve --config $(CONFIG) $(RUN_ARGS)
+	@if [ "$$(id -u)" != 0 ] && [ -z "$(RUN_ARGS)" ]; then mkdir -p var/run; \
+	  echo "not root: serving on unix:$(CURDIR)/var/run/otpguard.sock"; \
+	  exec $(VENV)/bin/otpguard serve --config $(CONFIG) --socket unix:$(CURDIR)/var/run/otpguard.sock; \
+	else exec $(VENV)/bin/otpguard serve --config $(CONFIG) $(RUN_ARGS); fi
 
 test: setup
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)

@@ -103,11 +103,17 @@ def _check_inet_free(spec: str) -> None:
 
 def _set_socket_permissions(path: Path, mode: str, owner: str, group: str) -> None:
     """chmod/chown the unix socket so Postfix (user postfix) can connect."""
-    uid = -1 if not owner else (int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid)
-    gid = -1 if not group else (int(group) if group.isdigit() else grp.getgrnam(group).gr_gid)
-    if uid != -1 or gid != -1:
-        os.chown(path, uid, gid)
     os.chmod(path, int(mode, 8))
+    try:
+        uid = -1 if not owner else (int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid)
+        gid = -1 if not group else (int(group) if group.isdigit() else grp.getgrnam(group).gr_gid)
+        if uid != -1 or gid != -1:
+            os.chown(path, uid, gid)
+    except (KeyError, PermissionError) as exc:
+        # Still serving: the socket keeps its mode and our own user and group. Say why Postfix
+        # may not be able to connect instead of dying at start.
+        logs.event("socket_owner_unchanged", logging.WARNING, socket=str(path), owner=owner, group=group,
+                   problem=str(exc))
 
 
 class Server:
