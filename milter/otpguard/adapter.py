@@ -27,17 +27,10 @@ import Milter
 
 from . import actions as act
 from . import logs
+from .authresults import is_own_authserv_id
 from .config import Config
 from .headers import is_own_header
 from .model import Decision, Envelope
-
-try:
-    from .authresults import is_own_authserv_id
-except ImportError:  # pragma: no cover - the auth helper's module is part of the package now
-    def is_own_authserv_id(value: str, authserv_id: str) -> bool:
-        """Minimal fallback: the first token of the value is our authserv-id."""
-        token = value.strip().split(";", 1)[0].strip().split()
-        return bool(token) and token[0].lower() == authserv_id.lower()
 
 
 MILTER_NAME = "otpguard"
@@ -275,11 +268,14 @@ class OtpGuardMilter(Milter.Base):
                                 mail_from=msg.mail_from, rcpt_to=tuple(msg.rcpt_to), queue_id=queue_id)
             stage = "analysis"
             budget = rt.config.analysis.time_budget_seconds
+            analysis_started = time.monotonic()
             if rt.metrics is not None:
                 with rt.metrics.in_flight():
                     decision = run_with_deadline(lambda: rt.engine.analyse(raw, envelope), budget)
             else:
                 decision = run_with_deadline(lambda: rt.engine.analyse(raw, envelope), budget)
+            # The histogram is analysis time, not the SMTP transfer since MAIL FROM.
+            analysis_seconds = time.monotonic() - analysis_started
             stage = "policy"
             burst = rt.bursts.observe(decision, envelope) if rt.bursts is not None else None
             planned = act.plan(decision, rt.config.actions, self._subject(msg),
@@ -293,7 +289,8 @@ class OtpGuardMilter(Milter.Base):
             logs.message(queue_id=queue_id, decision=decision, action=summary, ms=elapsed * 1000,
                          client_ip=self._client_ip, notes=notes)
             if rt.metrics is not None:
-                rt.metrics.record_message(decision, _disposition(planned), elapsed, applied=_applied(planned))
+                rt.metrics.record_message(decision, _disposition(planned), analysis_seconds,
+                                          applied=_applied(planned))
                 if burst is not None:
                     rt.metrics.burst_detected(new=burst.new_burst)
             return rc
