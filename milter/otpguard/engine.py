@@ -4,7 +4,7 @@ This is the one entry point the milter and the scanner share.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from . import pipeline
 from .config import Config
@@ -16,16 +16,15 @@ from .verdict import score_hits
 class Engine:
     """Holds a validated config (and its DNS client); analyse() is thread-safe."""
 
-    def __init__(self, config: Config, *, verify: bool | None = None, dns: Any = None) -> None:
+    def __init__(self, config: Config, *, verify: bool | None = None, dns: Any = None,
+                 on_dns_query: Callable[[float, str], None] | None = None) -> None:
         self.config = config
         self.verify = config.auth.verify if verify is None else verify
         self.dns = dns
         if self.verify and self.dns is None:
             from .dnsio import DnsClient
 
-            a = config.auth
-            self.dns = DnsClient(nameservers=a.nameservers, port=a.port, query_timeout=a.query_timeout,
-                                 cache_size=a.cache_size)
+            self.dns = DnsClient.from_config(config.auth, on_query=on_dns_query)
 
     def analyse(self, raw: bytes, envelope: Envelope) -> Decision:
         """Analyse one message's raw bytes."""

@@ -52,10 +52,10 @@ def _fail_config(exc: ConfigError) -> int:
     return 2
 
 
-def _build_engine(config: Config) -> Any:
+def _build_engine(config: Config, metrics: Any = None) -> Any:
     from .engine import Engine
 
-    return Engine(config)
+    return Engine(config, on_dns_query=metrics.dns_query if metrics is not None else None)
 
 
 def _open_store(config: Config, metrics: Any) -> Any:
@@ -137,7 +137,7 @@ class Server:
         from . import adapter
         from .bursts import BurstTracker
 
-        engine = _build_engine(config)
+        engine = _build_engine(config, self.metrics)
         store, store_cfg = self._store, self._store_cfg
         if config.bursts.enabled and (store is None or config.state != store_cfg):
             store, store_cfg = _open_store(config, self.metrics), config.state
@@ -305,7 +305,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             from .metrics import Metrics
 
-            metrics = Metrics(symbols=tuple(config.scoring.weights))
+            from .pipeline import all_symbols
+
+            metrics = Metrics(symbols=tuple(all_symbols()))
             from .quarantine import held_count
 
             metrics.set_quarantine_source(held_count)
