@@ -13,6 +13,11 @@ def test_registered_domain_uses_the_public_suffix_list():
     assert registered_domain("198.51.100.7") == ""
 
 
+def test_brand_top_level_domains_are_owned(config):
+    assert config.brands[0].owns("signin.aws") and config.brands[0].owns("www.amazon")
+    assert not config.brands[0].owns("aws.example")
+
+
 def test_amazon_com_be_is_owned_despite_its_public_suffix(config):
     brand = config.brands[0]
     assert brand.owns("www.amazon.com.be")
@@ -27,6 +32,7 @@ def test_amazon_com_be_is_owned_despite_its_public_suffix(config):
     ("annazon.co.jp", "homoglyph"),
     ("amazn-support.net", "typo"),
     ("xn--amazn-mye.com", "punycode"),
+    ("jp-amzn-support.xyz", "brand in name"),
 ])
 def test_lookalike_domains_are_recognised(config, host, how):
     found = lookalike(host, config.brands[0])
