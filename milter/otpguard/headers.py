@@ -216,8 +216,9 @@ def rewrite_subject(value: str | None, prefix: str) -> str | None:
         return None
     original = _normalise_folding(value)
     if has_raw_bytes(original):
-        text = original.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        text = text.replace("\n", "")
+        # Decode the encoded-words already there too, so they are not shown literally once
+        # the whole subject is re-encoded; controls (an encoded CR/LF) become spaces.
+        text = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in decode_subject(original))
         return " ".join(encoded_words(f"{prefix} {text}"))
     if not original:
         return prefix if prefix.isascii() else " ".join(encoded_words(prefix))
