@@ -30,8 +30,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from otpguard import __version__
 from support.dnsserver import DnsmasqServer
-from support.postfix import (OTPGUARD, OtpguardServer, PostfixInstance, free_port, postfix_instance_factory, shared_tmpdir,
-                             strip_mbox_from, write_test_config)
+from support.postfix import (OTPGUARD, OtpguardServer, PostfixInstance,
+                             delivered_by_queue_id, free_port, postfix_instance_factory,
+                             shared_tmpdir, strip_mbox_from, write_test_config)
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -168,13 +169,6 @@ def symbols_of(value: str) -> set[str]:
     return set(re.findall(r"(?:^|; )([A-Z][A-Z0-9_]*)\(", REASON.sub("", value)))
 
 
-def delivered_by_queue_id(pf: PostfixInstance) -> dict[str, bytes]:
-    out = {}
-    for m in pf.delivered():
-        hit = re.search(rb"\n\s+by mx\.test\.example \(Postfix\) with E?SMTP id ([0-9A-Za-z]+)", m.raw)
-        if hit:
-            out[hit.group(1).decode()] = m.raw
-    return out
 
 
 @dataclass

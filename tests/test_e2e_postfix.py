@@ -26,8 +26,10 @@ from typing import Iterator
 
 import pytest
 
-from support.postfix import (OTPGUARD, OtpguardServer, PostfixInstance, free_port, postfix_instance_factory,
-                             shared_tmpdir, strip_mbox_from, write_test_config)
+from support.postfix import (OTPGUARD, OtpguardServer, PostfixInstance,
+                             delivered_by_queue_id, fields, free_port, header,
+                             postfix_instance_factory, shared_tmpdir, strip_mbox_from,
+                             write_test_config)
 
 CORPUS = Path("/work/shared/corpus")
 PHISH = sorted((CORPUS / "phish").glob("*.eml"))
@@ -111,14 +113,6 @@ def send_many(pf: PostfixInstance, files: list[Path], listener: str) -> dict[str
         return dict(pool.map(one, files))
 
 
-def delivered_by_queue_id(pf: PostfixInstance) -> dict[str, bytes]:
-    """Maildir messages keyed by the queue id in Postfix's own (first) Received header."""
-    out = {}
-    for m in pf.delivered():
-        hit = re.search(rb"\n\s+by mx\.test\.example \(Postfix\) with E?SMTP id ([0-9A-Za-z]+)", m.raw)
-        if hit:
-            out[hit.group(1).decode()] = m.raw
-    return out
 
 
 def wait_settled(pf: PostfixInstance, qids: set[str], timeout: float = 60) -> tuple[dict[str, bytes], set[str]]:
@@ -140,25 +134,12 @@ def verdicts(server: OtpguardServer) -> dict[str, dict]:
     return {e["queue_id"]: e for e in server.events("message")}
 
 
-def fields(raw: bytes) -> list[tuple[str, str]]:
-    """Header fields (name, unfolded value) of a delivered (LF) message."""
-    head = raw.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode("utf-8", "surrogateescape")
-    out: list[list[str]] = []
-    for line in head.split("\n"):
-        if line[:1] in (" ", "\t") and out:
-            out[-1][1] += line
-        else:
-            name, _, value = line.partition(":")
-            out.append([name, value.strip()])
-    return [(n, v) for n, v in out]
 
 
 def body_of(raw: bytes) -> bytes:
     return raw.replace(b"\r\n", b"\n").split(b"\n\n", 1)[1]
 
 
-def header(raw: bytes, name: str) -> list[str]:
-    return [v for n, v in fields(raw) if n.lower() == name.lower()]
 
 
 TRACE = {"return-path", "x-original-to", "delivered-to"}

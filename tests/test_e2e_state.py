@@ -28,8 +28,9 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from otpguard.state import hashed_key
-from support.postfix import (OTPGUARD, OtpguardServer, PostfixInstance, free_port, postfix_instance_factory,
-                             shared_tmpdir, write_test_config)
+from support.postfix import (OTPGUARD, OtpguardServer, PostfixInstance, free_port,
+                             header, postfix_instance_factory, shared_tmpdir,
+                             write_test_config)
 from support.redisserver import RedisServer, require_redis_server
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -130,16 +131,6 @@ def wait_delivered(pf: PostfixInstance, mids: set[str], timeout: float = 30) -> 
     return got
 
 
-def header(raw: bytes, name: str) -> list[str]:
-    head = raw.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode("utf-8", "surrogateescape")
-    out: list[list[str]] = []
-    for line in head.split("\n"):
-        if line[:1] in (" ", "\t") and out:
-            out[-1][1] += line
-        else:
-            n, _, v = line.partition(":")
-            out.append([n, v.strip()])
-    return [v for n, v in out if n.lower() == name.lower()]
 
 
 def shown_subject(raw: bytes) -> str:

@@ -33,8 +33,9 @@ from typing import Iterator
 import pytest
 
 from support.dnsserver import BlackHoleServer, DnsmasqServer
-from support.postfix import (OtpguardServer, PostfixInstance, postfix_instance_factory, require_postfix,
-                             shared_tmpdir, write_test_config)
+from support.postfix import (OtpguardServer, PostfixInstance, fields, header,
+                             postfix_instance_factory, require_postfix, shared_tmpdir,
+                             write_test_config)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 AMAZON_OTP = FIXTURES / "auth" / "amazon_co_jp_otp.eml"
@@ -293,21 +294,8 @@ def wait_until(predicate, timeout: float, what: str, pf: PostfixInstance | None 
         time.sleep(0.1)
 
 
-def fields(raw: bytes) -> list[tuple[str, str]]:
-    """Header fields (name, unfolded value) of a delivered message; continuation lines joined."""
-    head = raw.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode("utf-8", "surrogateescape")
-    out: list[list[str]] = []
-    for line in head.split("\n"):
-        if line[:1] in (" ", "\t") and out:
-            out[-1][1] += line
-        else:
-            name, _, value = line.partition(":")
-            out.append([name, value.strip()])
-    return [(n, v) for n, v in out]
 
 
-def header(raw: bytes, name: str) -> list[str]:
-    return [v for n, v in fields(raw) if n.lower() == name.lower()]
 
 
 def verdict_headers(raw: bytes) -> list[str]:

@@ -13,6 +13,7 @@ import email
 import email.policy
 import json
 import os
+import re
 import pwd
 import shutil
 import smtplib
@@ -456,3 +457,33 @@ class OtpguardServer:
                 if name is None or item.get("event") == name:
                     out.append(item)
         return out
+
+
+# -- reading delivered messages ---------------------------------------------------------------
+
+def fields(raw: bytes) -> list[tuple[str, str]]:
+    """Header fields (name, unfolded value) of a delivered message; continuation lines joined."""
+    head = raw.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode("utf-8", "surrogateescape")
+    out: list[list[str]] = []
+    for line in head.split("\n"):
+        if line[:1] in (" ", "\t") and out:
+            out[-1][1] += line
+        else:
+            name, _, value = line.partition(":")
+            out.append([name, value.strip()])
+    return [(n, v) for n, v in out]
+
+
+def header(raw: bytes, name: str) -> list[str]:
+    """Every value of one header field of a delivered message."""
+    return [v for n, v in fields(raw) if n.lower() == name.lower()]
+
+
+def delivered_by_queue_id(pf: "PostfixInstance") -> dict[str, bytes]:
+    """Maildir messages keyed by the queue id in Postfix's own (first) Received header."""
+    out = {}
+    for m in pf.delivered():
+        hit = re.search(rb"\n\s+by mx\.test\.example \(Postfix\) with E?SMTP id ([0-9A-Za-z]+)", m.raw)
+        if hit:
+            out[hit.group(1).decode()] = m.raw
+    return out
