@@ -59,7 +59,7 @@ eval: setup
 	$(PY) bench/eval.py --config $(CONFIG) $(CORPUS)
 
 bench: setup
-	$(PY) bench/core.py --config $(CONFIG) $(CORPUS)
+	bash bench/run_all.sh $(PY) $(CONFIG) $(CORPUS)
 
 fuzz: setup
 	$(PY) bench/fuzz.py --cases 100000 $(CORPUS)

@@ -5,8 +5,10 @@ The milters log one line per message at info level, as shipped.
 
 Starts a private Postfix (tests/support/postfix.py) with one loopback listener per variant and
 one `otpguard serve` per milter variant, pushes N messages per variant with smtp-source
-(512-byte messages, discard transport: nothing is delivered or relayed), and prints msgs/s
-and the ratio to Postfix alone, all measured in one run.
+(512-byte messages, discard transport: nothing is delivered or relayed), waits until the
+maillog shows every message discarded, and prints msgs/s and the ratio to Postfix alone,
+all measured in one run. Shared helpers are in bench/common.py; bench/postfix.py is the
+throughput benchmark with the real engine, the shipped actions and corpus mail.
 
     .venv/bin/python bench/milter_inet.py [-n 2000] [-s 1,10] [--engine null|real]
 
@@ -19,18 +21,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from support.postfix import (OtpguardServer, PostfixInstance, free_port, postfix_available,  # noqa: E402
-                             shared_tmpdir, write_test_config)
+from common import (PY, Completions, OtpguardServer, PostfixInstance, cannot_run, free_port,  # noqa: E402
+                    milter_config as shipped_config, shared_tmpdir, smtp_source, stop_all)
 
-PY = str(ROOT / ".venv" / "bin" / "python")
 # Starts `otpguard serve` with a stand-in engine when asked (benchmark only).
 BOOT = """
 import sys
@@ -38,7 +37,7 @@ from otpguard import serve
 if sys.argv[1] == "null":
     from otpguard.model import Decision, Level
     class NullEngine:
-        def __init__(self, config): pass
+        def __init__(self, *args, **kwargs): pass  # whatever serve._build_engine passes
         def analyse(self, raw, envelope): return Decision(level=Level.CLEAN, score=0.0)
         def own_results_header(self, decision): return None
     serve._build_engine = NullEngine
@@ -58,19 +57,15 @@ def milter_config(path: Path, socket_spec: str, nodelay: bool) -> Path:
     """The shipped config (no DNS, no metrics), every message tagged: at end of message the
     milter then writes several packets in a row (two header additions and the reply), which
     is where Nagle bites."""
-    return write_test_config(path, socket_spec=socket_spec, changes={
-        "tcp_nodelay = true": f"tcp_nodelay = {'true' if nodelay else 'false'}",
-        "clean = []": 'clean = ["tag"]',
-    })
+    return shipped_config(path, socket_spec, nodelay=nodelay, changes={"clean = []": 'clean = ["tag"]'})
 
 
-def smtp_source(port: int, messages: int, sessions: int) -> float:
-    """Seconds smtp-source takes to push messages through one listener."""
+def drained_rate(done: Completions, port: int, messages: int, sessions: int) -> float:
+    """msgs/s from smtp-source's start until the maillog shows every message discarded."""
+    done.mark()
     t0 = time.monotonic()
-    subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", "512",
-                    "-f", "bench@sender.example", "-t", "sink@elsewhere.example",
-                    f"127.0.0.1:{port}"], check=True, timeout=600)
-    return time.monotonic() - t0
+    smtp_source(port, messages, sessions)
+    return messages / (done.wait(messages, timeout=600) - t0)
 
 
 def main() -> int:
@@ -80,8 +75,8 @@ def main() -> int:
                     help="comma-separated parallel SMTP session counts (default 1,10)")
     ap.add_argument("--engine", choices=("null", "real"), default="null")
     args = ap.parse_args()
-    if (why := postfix_available()) or not shutil.which("smtp-source", path="/usr/sbin:/usr/bin"):
-        print(f"cannot run: {why or 'smtp-source not found'}", file=sys.stderr)
+    if why := cannot_run():
+        print(f"cannot run: {why}", file=sys.stderr)
         return 2
     work = shared_tmpdir("otpguard-bench-")
     variants = {  # listener -> (milter spec for Postfix, tcp_nodelay, data() answered)
@@ -101,9 +96,9 @@ def main() -> int:
             servers.append(OtpguardServer(config=cfg, socket=spec, log=work / f"{name}.log",
                                           command=(PY, "-c", BOOT, args.engine, "data" if data else "nodata")).start())
         pf.start()
-        smtp_source(pf.listeners["none"], 50, 5)  # warm up every process involved
-        for name in variants:
-            smtp_source(pf.listeners[name], 50, 5)
+        done = Completions(pf)
+        for name in ("none", *variants):  # warm up every process involved
+            drained_rate(done, pf.listeners[name], 50, 5)
         labels = {"none": "Postfix alone (no milter)",
                   "unix": "otpguard, unix socket",
                   "inet_nodelay": "otpguard, inet, TCP_NODELAY (shipped)",
@@ -117,7 +112,7 @@ def main() -> int:
             n = args.messages if sessions > 1 else min(args.messages, 300)
             results = {}
             for name in ("none", *variants):
-                results[name] = n / smtp_source(pf.listeners[name], n, sessions)
+                results[name] = drained_rate(done, pf.listeners[name], n, sessions)
             base = results["none"]
             print(f"{sessions} session(s), {n} messages per variant:")
             for name, rate in results.items():
@@ -127,8 +122,7 @@ def main() -> int:
         return 0
     finally:
         pf.cleanup()
-        for server in servers:
-            server.stop()
+        stop_all(servers)
         shutil.rmtree(work, ignore_errors=True)
 
 
