@@ -35,13 +35,18 @@ class FakeEngine:
         self.decision, self.error, self.sleep, self.auth_results = decision, error, sleep, auth_results
         self.calls: list[tuple[bytes, Envelope]] = []
 
-    def analyse(self, raw: bytes, envelope: Envelope) -> Decision:
+    def analyse(self, raw: bytes, envelope: Envelope, *, truncated: bool = False) -> Decision:
         self.calls.append((raw, envelope))
+        self.truncated = truncated
         if self.sleep:
             time.sleep(self.sleep)
         if self.error is not None:
             raise self.error
         return self.decision
+
+    def too_large(self, size: int) -> Decision:
+        self.too_large_size = size
+        return Decision(level=Level.CLEAN, score=0.0, analysed=False)
 
     def own_results_header(self, decision: Decision) -> str | None:
         return self.auth_results
@@ -158,12 +163,10 @@ class Ctx(MilterTestCtx):
 def config(**milter_or_actions: Any) -> Config:
     m = {k: v for k, v in milter_or_actions.items() if k in {f.name for f in dataclasses.fields(BASE.milter)}}
     a = {k: v for k, v in milter_or_actions.items() if k in {f.name for f in dataclasses.fields(BASE.actions)}}
-    budget = milter_or_actions.get("time_budget_seconds")
-    cfg = dataclasses.replace(BASE, milter=dataclasses.replace(BASE.milter, **m),
-                              actions=dataclasses.replace(BASE.actions, **a))
-    if budget is not None:
-        cfg = dataclasses.replace(cfg, analysis=dataclasses.replace(cfg.analysis, time_budget_seconds=budget))
-    return cfg
+    an = {k: v for k, v in milter_or_actions.items() if k in {f.name for f in dataclasses.fields(BASE.analysis)}}
+    return dataclasses.replace(BASE, milter=dataclasses.replace(BASE.milter, **m),
+                               actions=dataclasses.replace(BASE.actions, **a),
+                               analysis=dataclasses.replace(BASE.analysis, **an))
 
 
 @pytest.fixture
@@ -243,6 +246,24 @@ def test_large_body_is_spooled_to_disk_and_kept_whole(use) -> None:
     ctx.message(b"Subject: big\r\n\r\n" + body, chunk=512)
     assert seen[-1] is True and seen[0] is False
     assert engine.calls[0][0] == b"Subject: big\r\n\r\n" + body
+
+
+def test_only_the_analysed_prefix_of_a_big_body_is_kept(use) -> None:
+    engine = FakeEngine()
+    ctx = use(engine, config(max_parse_bytes=4096, max_message_bytes=1 << 20))
+    body = b"x" * 100_000
+    ctx.message(b"Subject: big\r\n\r\n" + body, chunk=8192)
+    raw = engine.calls[0][0]
+    assert raw == b"Subject: big\r\n\r\n" + body[:4096]
+    assert engine.truncated is True
+
+
+def test_a_message_over_the_size_cap_is_not_kept_nor_analysed(use) -> None:
+    engine = FakeEngine(PHISH)
+    ctx = use(engine, config(max_parse_bytes=2048, max_message_bytes=10_000))
+    ctx.message(b"Subject: huge\r\n\r\n" + b"y" * 50_000, chunk=8192)
+    assert engine.calls == [] and engine.too_large_size > 50_000
+    assert ctx._reply is None or ctx._reply[0] != "550"
 
 
 # --- negotiation -----------------------------------------------------------------------------

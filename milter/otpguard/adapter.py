@@ -13,6 +13,8 @@ TCP (design.md, "Performance facts").
 """
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import logging
 import os
 import socket
@@ -47,7 +49,9 @@ REPLACEBODY_CHUNK = 65535  # libmilter's MILTER_CHUNK_SIZE
 class EngineLike(Protocol):
     """What the adapter needs from the analysis engine."""
 
-    def analyse(self, raw: bytes, envelope: Envelope) -> Decision: ...
+    def analyse(self, raw: bytes, envelope: Envelope, *, truncated: bool = False) -> Decision: ...
+
+    def too_large(self, size: int) -> Decision: ...
 
     def own_results_header(self, decision: Decision) -> str | None: ...
 
@@ -95,28 +99,22 @@ def _count(delta: int) -> None:
         _in_flight += delta
 
 
+# Analysis runs on a pool of long-lived workers rather than a new thread per message; the
+# pool grows with concurrent messages (libmilter serves each connection in its own thread).
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="otpguard-analyse")
+
+
 def run_with_deadline(fn: Callable[[], Any], seconds: float) -> Any:
-    """Run fn in a worker thread; raise AnalysisTimeout if it takes longer than seconds.
+    """Run fn on an analysis worker; raise AnalysisTimeout if it takes longer than seconds.
 
     A Python thread cannot be killed: an overrunning analysis finishes in the background
     and its result is dropped; the message has long been answered by then.
     """
-    box: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # handed to the calling thread, which owns the guard
-            box["error"] = exc
-
-    worker = threading.Thread(target=work, name="otpguard-analyse", daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        raise AnalysisTimeout(f"analysis exceeded {seconds:g}s")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+    future = _POOL.submit(fn)
+    try:
+        return future.result(timeout=seconds)
+    except concurrent.futures.TimeoutError:
+        raise AnalysisTimeout(f"analysis exceeded {seconds:g}s") from None
 
 
 def _text(value: bytes | str) -> str:
@@ -138,6 +136,8 @@ class _Message:
     rcpt_to: list[str]
     headers: list[tuple[str, bytes]]
     body: Any  # SpooledTemporaryFile
+    size: int = 0  # the whole message, as received
+    kept: int = 0  # body bytes spooled: at most analysis.max_parse_bytes
     queue_id: str | None = None
     started: float = 0.0
     error: str | None = None  # a failure while collecting, reported at end of message
@@ -234,7 +234,9 @@ class OtpGuardMilter(Milter.Base):
         if msg is not None:
             nm = name if isinstance(name, str) else name.decode("ascii", "replace")
             val = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
-            msg.headers.append((nm, val))
+            msg.size += len(nm) + len(val) + 4
+            if msg.size <= get_runtime().config.analysis.max_message_bytes:
+                msg.headers.append((nm, val))
         return Milter.CONTINUE
 
     @Milter.noreply
@@ -242,10 +244,16 @@ class OtpGuardMilter(Milter.Base):
         """Spool a body chunk (in memory up to milter.spool_bytes, then to disk)."""
         msg = self._msg
         if msg is not None and msg.error is None:
-            try:
-                msg.body.write(chunk)
-            except Exception as exc:  # e.g. spool disk full: decided at end of message
-                msg.error = f"spool: {exc!r}"
+            msg.size += len(chunk)
+            # Only the part of the body the analysis reads is kept: a 50 MB message costs a
+            # counter, not 50 MB of memory or disk.
+            room = get_runtime().config.analysis.max_parse_bytes - msg.kept
+            if room > 0:
+                try:
+                    msg.body.write(chunk[:room])
+                    msg.kept += min(room, len(chunk))
+                except Exception as exc:  # e.g. spool disk full: decided at end of message
+                    msg.error = f"spool: {exc!r}"
         return Milter.CONTINUE
 
     # --- end of message -------------------------------------------------------------------
@@ -263,17 +271,22 @@ class OtpGuardMilter(Milter.Base):
                 raise RuntimeError("end of message without MAIL FROM")
             if msg.error:
                 raise RuntimeError(msg.error)
-            raw = self._raw(msg)
             envelope = Envelope(client_ip=self._client_ip, client_name=self._client_name, helo=self._helo,
                                 mail_from=msg.mail_from, rcpt_to=tuple(msg.rcpt_to), queue_id=queue_id)
             stage = "analysis"
             budget = rt.config.analysis.time_budget_seconds
             analysis_started = time.monotonic()
-            if rt.metrics is not None:
-                with rt.metrics.in_flight():
-                    decision = run_with_deadline(lambda: rt.engine.analyse(raw, envelope), budget)
+            if msg.size > rt.config.analysis.max_message_bytes:
+                raw = b""
+                decision = rt.engine.too_large(msg.size)
             else:
-                decision = run_with_deadline(lambda: rt.engine.analyse(raw, envelope), budget)
+                raw = self._raw(msg)
+                truncated = msg.size > len(raw)
+                with rt.metrics.in_flight() if rt.metrics is not None else contextlib.nullcontext():
+                    decision = run_with_deadline(lambda: rt.engine.analyse(raw, envelope, truncated=truncated),
+                                                 budget)
+                if truncated:
+                    raw = b""  # a prefix must never become the new body (banner)
             # The histogram is analysis time, not the SMTP transfer since MAIL FROM.
             analysis_seconds = time.monotonic() - analysis_started
             stage = "policy"
@@ -422,7 +435,7 @@ class OtpGuardMilter(Milter.Base):
                     else:
                         self.chgheader("Subject", 1, value)
                 case act.Banner(text=text, html=html):
-                    body, why = act.banner_body(raw, text, html)
+                    body, why = act.banner_body(raw, text, html) if raw else (None, "message larger than analysed")
                     if body is None:
                         if notes is not None:
                             notes.append(f"banner skipped: {why}")

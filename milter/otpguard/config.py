@@ -29,6 +29,7 @@ class ConfigError(Exception):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AnalysisConfig:
     max_message_bytes: int = 20 * 1024 * 1024
+    max_parse_bytes: int = 4 * 1024 * 1024
     max_part_bytes: int = 4 * 1024 * 1024
     max_parts: int = 200
     max_depth: int = 20
@@ -229,6 +230,7 @@ def load_config(path: str | Path) -> Config:
     d = AnalysisConfig()
     analysis = AnalysisConfig(
         max_message_bytes=a.integer("max_message_bytes", d.max_message_bytes, 1024),
+        max_parse_bytes=a.integer("max_parse_bytes", d.max_parse_bytes, 1024),
         max_part_bytes=a.integer("max_part_bytes", d.max_part_bytes, 1024),
         max_parts=a.integer("max_parts", d.max_parts, 1),
         max_depth=a.integer("max_depth", d.max_depth, 1),
@@ -238,6 +240,8 @@ def load_config(path: str | Path) -> Config:
         pdf_max_bytes=a.integer("pdf_max_bytes", d.pdf_max_bytes, 0),
         time_budget_seconds=a.number("time_budget_seconds", d.time_budget_seconds, 0.1),
     )
+    if analysis.max_parse_bytes > analysis.max_message_bytes:
+        raise ConfigError(file, "analysis.max_parse_bytes", "must be <= analysis.max_message_bytes")
     a.done()
 
     s = root.table("scoring")

@@ -4,6 +4,7 @@ This is the one entry point the milter and the scanner share.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable
 
 from . import pipeline
@@ -26,18 +27,28 @@ class Engine:
 
             self.dns = DnsClient.from_config(config.auth, on_query=on_dns_query)
 
-    def analyse(self, raw: bytes, envelope: Envelope) -> Decision:
-        """Analyse one message's raw bytes."""
-        cfg = self.config
-        if len(raw) > cfg.analysis.max_message_bytes:
-            hit = Hit(symbol="NOT_ANALYSED", strength=1.0,
-                      reason=f"not analysed: {len(raw)} bytes > max_message_bytes {cfg.analysis.max_message_bytes}")
-            score, scored = score_hits([hit], cfg.scoring)
-            return Decision(level=Level.CLEAN, score=score, analysed=False, hits=scored, notes=(hit.reason,))
-        msg = parse_message(raw, cfg.analysis)
-        ctxs = pipeline.contexts(msg, envelope, cfg)
-        auth = self._authenticate(raw, msg, envelope, ctxs)
-        return pipeline.decide(ctxs, cfg, auth)
+    def analyse(self, raw: bytes, envelope: Envelope, *, truncated: bool = False) -> Decision:
+        """Analyse one message's raw bytes (truncated: only a prefix of a larger message)."""
+        cfg = self.config.analysis
+        if len(raw) > cfg.max_message_bytes:
+            return self.too_large(len(raw))
+        if len(raw) > cfg.max_parse_bytes:
+            raw, truncated = raw[: cfg.max_parse_bytes], True
+        msg = parse_message(raw, cfg)
+        ctxs = pipeline.contexts(msg, envelope, self.config)
+        # DKIM body hashes cannot verify on a prefix: authenticate whole messages only.
+        auth = self._authenticate(raw, msg, envelope, ctxs) if not truncated else None
+        decision = pipeline.decide(ctxs, self.config, auth)
+        if truncated:
+            decision = replace(decision, notes=decision.notes + (f"analysed the first {len(raw)} bytes",))
+        return decision
+
+    def too_large(self, size: int) -> Decision:
+        """The verdict for a message over analysis.max_message_bytes: clean, not analysed."""
+        cap = self.config.analysis.max_message_bytes
+        hit = Hit(symbol="NOT_ANALYSED", strength=1.0, reason=f"not analysed: {size} bytes > max_message_bytes {cap}")
+        score, scored = score_hits([hit], self.config.scoring)
+        return Decision(level=Level.CLEAN, score=score, analysed=False, hits=scored, notes=(hit.reason,))
 
     def _authenticate(self, raw: bytes, msg, envelope: Envelope, ctxs) -> AuthSummary | None:
         a = self.config.auth

@@ -43,6 +43,8 @@ def _skeleton_table() -> dict[int, str]:
 
 def strip_invisible(text: str) -> str:
     """Drop characters that render as nothing and stray combining marks on Latin letters."""
+    if text.isascii():
+        return text  # all of them are outside ASCII
     text = text.translate(_DELETE_INVISIBLE)
     if _INVISIBLE_RE.search(text):
         text = _INVISIBLE_RE.sub("", text)
@@ -56,6 +58,8 @@ def count_invisible(text: str) -> int:
 
 def clean(text: str) -> str:
     """NFKC, invisibles out, whitespace folded, case folded: the form lures are matched on."""
+    if text.isascii():  # NFKC and the invisible characters leave ASCII as it is
+        return _SPACES_RE.sub(" ", text).casefold()
     text = unicodedata.normalize("NFKC", text)
     text = strip_invisible(text)
     return _SPACES_RE.sub(" ", text).casefold()

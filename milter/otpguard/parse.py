@@ -490,6 +490,12 @@ def _part(part: Message, limits: AnalysisConfig, keep, texts, att_texts, links, 
     ctype = (part.get_content_type() or "text/plain").lower()
     disposition = (part.get("Content-Disposition") or "").lower()
     filename = decode_header_value(part.get_filename() or "") if part.get_filename() else ""
+    encoded = part.get_payload()
+    if isinstance(encoded, str) and len(encoded) > limits.max_part_bytes * 2:
+        # Decode no more than the part cap: decoding first and cutting later would hold the
+        # whole decoded attachment in memory. (base64 is 4/3 of the data, qp up to 3x.)
+        part.set_payload(encoded[: limits.max_part_bytes * 2])
+        defects.append(f"part truncated: {ctype}")
     try:
         data = part.get_payload(decode=True)
     except Exception:  # noqa: BLE001 - bad base64/qp
