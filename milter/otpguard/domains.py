@@ -151,5 +151,9 @@ def lookalike(host: str, brand: BrandProfile) -> Lookalike | None:
     """Does this host imitate one of the brand's domains (and is not one of them)?"""
     if not host or is_ip(host):
         return None
-    owned = frozenset(brand.domains) | frozenset(brand.infrastructure_domains)
-    return _lookalike(host, brand.stems, owned)
+    return _lookalike(host, brand.stems, _owned(brand.domains, brand.infrastructure_domains))
+
+
+@lru_cache(maxsize=16)
+def _owned(domains: tuple[str, ...], infrastructure: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(domains) | frozenset(infrastructure)
