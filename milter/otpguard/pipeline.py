@@ -77,7 +77,7 @@ def decide(ctxs: list[Context], config: Config, auth: AuthSummary | None) -> Dec
     return best
 
 
-def _composites(ctx: Context, hits: list[Hit]) -> list[Hit]:
+def _composites(ctx: Context) -> list[Hit]:
     """Combinations worth more than their parts (rspamd-style composites)."""
     out = []
     wants = list(ctx.credential_lures)
@@ -122,7 +122,7 @@ def _decide_one(ctx: Context, config: Config) -> Decision:
     if ctx.from_owned and not any(h.symbol in CONTRADICTIONS for h in suspicion + hits):
         suspicion = [h for h in suspicion if h.symbol not in LURE_SYMBOLS]
     else:
-        suspicion.extend(_composites(ctx, suspicion))
+        suspicion.extend(_composites(ctx))
     if claim.strong and (reason := alias_mismatch_for(brand=ctx.brand.id, genuine=False,
                                                       rcpt_to=ctx.envelope.rcpt_to, alias_map=config.aliases.map)):
         suspicion.append(alias_hit(reason))
