@@ -38,6 +38,10 @@ def test_mislabelled_and_unknown_charsets_fall_back_without_error():
     assert decode_bytes("パスワードを変更してください".encode("euc-jp"), "gb2312") == "パスワードを変更してください"
     assert decode_bytes(b"\xff\xfe\x00broken", "utf-8")  # something readable, no exception
     assert decode_header_value("=?utf-8?b?!!!notbase64?=") is not None
+    # Found by make fuzz: a NUL inside a charset label made codecs.lookup raise ValueError.
+    assert decode_header_value("=?utf\x00-8?q?Amazon?=") is not None
+    msg = parse_message(b'From: "=?utf\x00-8?q?Amazon?=" <a@b.example>\r\n\r\nhi', LIMITS)
+    assert msg.from_[0].domain == "b.example"
 
 
 def test_rfc2047_words_split_across_lines_join():

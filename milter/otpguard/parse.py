@@ -102,7 +102,7 @@ def _codec(label: str | None) -> str | None:
     label = _CHARSET_ALIASES.get(label, label)
     try:
         return codecs.lookup(label).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL inside the label
         return None
 
 
@@ -383,6 +383,15 @@ _HTML_SNIFF = re.compile(rb"<\s*(?:html|body|div|table|a\s|p[\s>]|br|span|font)"
 
 def parse_message(raw: bytes, limits: AnalysisConfig) -> ParsedMessage:
     """Parse raw message bytes into facts. Never raises."""
+    try:
+        return _parse_message(raw, limits)
+    except Exception as exc:  # noqa: BLE001 - the last net: facts unknown, but no exception
+        return ParsedMessage(headers=(), from_=(), reply_to=(), sender=None, return_path=None, subject="", text="",
+                             attachment_text="", links=(), forms=(), attachments=(), dkim_domains=(),
+                             defects=(f"unparsable: {type(exc).__name__}",), size=len(raw))
+
+
+def _parse_message(raw: bytes, limits: AnalysisConfig) -> ParsedMessage:
     defects: list[str] = []
     if raw.startswith(b"From ") and b"\n" in raw[:1000]:
         raw = raw.split(b"\n", 1)[1]  # mbox envelope line, not a header
