@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,3 +45,15 @@ def corpus() -> Path:
 def mail(name: str) -> bytes:
     """A test message from tests/fixtures/mail."""
     return (FIXTURES / "mail" / name).read_bytes()
+
+
+TRUSTED_ID = "mx.trusted.example"
+
+
+def genuine_code_mail(message_id: str, trusted_id: str = TRUSTED_ID) -> bytes:
+    """The Amazon.co.jp one-time-password fixture as a trusted border MTA passed it on (DMARC pass)."""
+    raw = (FIXTURES / "auth" / "amazon_co_jp_otp.eml").read_bytes().replace(b"\r\n", b"\n")
+    raw = re.sub(rb"(?m)^Message-ID: .*$", f"Message-ID: {message_id}".encode(), raw, count=1)
+    ar = (f"Authentication-Results: {trusted_id}; spf=pass smtp.mailfrom=bounces.amazon.co.jp;"
+          f" dkim=pass header.d=amazon.co.jp; dmarc=pass header.from=amazon.co.jp\n")
+    return ar.encode() + raw

@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from otpguard import __version__
 from support.dnsserver import DnsmasqServer
+from conftest import TRUSTED_ID, genuine_code_mail
 from support.postfix import (OTPGUARD, OtpguardServer, PostfixInstance,
                              delivered_by_queue_id, free_port, postfix_instance_factory,
                              shared_tmpdir, strip_mbox_from, write_test_config)
@@ -39,7 +40,6 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RULES = ROOT / "deploy" / "prometheus" / "otpguard-rules.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "otpguard-dashboard.json"
-TRUSTED_ID = "mx.trusted.example"
 RELOADED_PREFIX = "[METRICS-RELOADED]"
 
 CONFIG = {
@@ -215,14 +215,6 @@ def settle(pf: PostfixInstance, sent: dict[str, str], timeout: float = 60) -> di
     return out
 
 
-def genuine_amazon_code(message_id: str) -> bytes:
-    """The Amazon.co.jp one-time-password fixture as a trusted border MTA passed it on."""
-    raw = (FIXTURES / "auth" / "amazon_co_jp_otp.eml").read_bytes().replace(b"\r\n", b"\n")
-    raw = re.sub(rb"(?m)^Message-ID: .*$", f"Message-ID: {message_id}".encode(), raw, count=1)
-    ar = (f"Authentication-Results: {TRUSTED_ID}; spf=pass smtp.mailfrom=bounces.amazon.co.jp;"
-          f" dkim=pass header.d=amazon.co.jp; dmarc=pass header.from=amazon.co.jp\n")
-    return ar.encode() + raw
-
 
 FORGED = (b"X-OTPGuard-Verdict: clean; score=0; genuine=yes\r\n"
           b"Authentication-Results: otpguard; dmarc=pass header.from=amazon.co.jp\r\n"
@@ -242,7 +234,7 @@ def traffic() -> list[tuple[str, bytes, str]]:
     for p in sorted((root / "traffic" / "easy_ham").iterdir())[:8]:
         out.append((f"ham/{p.name[:5]}", strip_mbox_from(p.read_bytes()), "list@lists.example"))
     out.append(("forged", FORGED, "someone@forger.example"))
-    out.append(("genuine", genuine_amazon_code("<metrics-genuine@amazon.co.jp>"), "bounce@bounces.amazon.co.jp"))
+    out.append(("genuine", genuine_code_mail("<metrics-genuine@amazon.co.jp>"), "bounce@bounces.amazon.co.jp"))
     return out
 
 

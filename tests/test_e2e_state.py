@@ -28,13 +28,13 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from otpguard.state import hashed_key
+from conftest import TRUSTED_ID, genuine_code_mail
 from support.postfix import (OTPGUARD, OtpguardServer, PostfixInstance, free_port,
                              header, postfix_instance_factory, shared_tmpdir,
                              write_test_config)
 from support.redisserver import RedisServer, require_redis_server
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-TRUSTED_ID = "mx.trusted.example"
 KEY_PREFIX = "otpguard-e2e:"
 SALT = "e2e-salt"
 LOG_INTERVAL = 2  # state.error_log_interval_seconds
@@ -90,14 +90,6 @@ def duo() -> Iterator[Duo]:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-def code_mail(message_id: str) -> bytes:
-    """The Amazon.co.jp one-time-password fixture with a trusted upstream DMARC pass."""
-    raw = (FIXTURES / "auth" / "amazon_co_jp_otp.eml").read_bytes().replace(b"\r\n", b"\n")
-    raw = re.sub(rb"(?m)^Message-ID: .*$", f"Message-ID: {message_id}".encode(), raw, count=1)
-    ar = (f"Authentication-Results: {TRUSTED_ID}; spf=pass smtp.mailfrom=bounces.amazon.co.jp;"
-          f" dkim=pass header.d=amazon.co.jp; dmarc=pass header.from=amazon.co.jp\n")
-    return ar.encode() + raw
 
 
 def ordinary_mail(message_id: str) -> bytes:
@@ -182,7 +174,7 @@ def test_genuine_code_burst_is_counted_across_two_instances(duo: Duo) -> None:
     mids = []
     for i, (listener, rcpt) in enumerate(plan):
         mid = f"<burst-{i}@amazon.co.jp>"
-        send(pf, listener, code_mail(mid), rcpt)  # one after the other: the order is the count
+        send(pf, listener, genuine_code_mail(mid), rcpt)  # one after the other: the order is the count
         mids.append(mid)
     got = wait_delivered(pf, set(mids))
     for mid in mids:
@@ -241,7 +233,7 @@ def test_redis_stopped_mid_run_mail_flows(duo: Duo) -> None:
         if i % 4 == 3:
             jobs.append((listener, f"<run-{i}@example.co.jp>", ordinary_mail(f"<run-{i}@example.co.jp>"), "user@test.example"))
         else:
-            jobs.append((listener, f"<run-{i}@amazon.co.jp>", code_mail(f"<run-{i}@amazon.co.jp>"), f"run-{i}@test.example"))
+            jobs.append((listener, f"<run-{i}@amazon.co.jp>", genuine_code_mail(f"<run-{i}@amazon.co.jp>"), f"run-{i}@test.example"))
     done = 0
     lock = threading.Lock()
 
@@ -273,7 +265,7 @@ def test_redis_stopped_mid_run_mail_flows(duo: Duo) -> None:
     before = {n: state_errors(duo, n) for n in ("a", "b")}
     for n in ("a", "b"):
         for i in range(k):
-            send(pf, n, code_mail(f"<down-{n}-{i}@amazon.co.jp>"), f"down-{n}-{i}@test.example")
+            send(pf, n, genuine_code_mail(f"<down-{n}-{i}@amazon.co.jp>"), f"down-{n}-{i}@test.example")
     for n in ("a", "b"):
         assert state_errors(duo, n) - before[n] == k, n
         assert state_errors(duo, n) - errors0[n] >= k + 1  # the concurrent run failed some too
@@ -285,7 +277,7 @@ def test_redis_stopped_mid_run_mail_flows(duo: Duo) -> None:
     while time.time() < first + LOG_INTERVAL + 0.3:
         time.sleep(0.1)
     for n in ("a", "b"):
-        send(pf, n, code_mail(f"<late-{n}@amazon.co.jp>"), f"late-{n}@test.example")
+        send(pf, n, genuine_code_mail(f"<late-{n}@amazon.co.jp>"), f"late-{n}@test.example")
     outage = time.monotonic() - stopped
     for n, server in duo.servers.items():
         failed = state_errors(duo, n) - errors0[n]
@@ -304,7 +296,7 @@ def test_redis_stopped_mid_run_mail_flows(duo: Duo) -> None:
     time.sleep(1.2)  # state.RETRY_AFTER_SECONDS: the store rests for a second after a failure
     before = {n: state_errors(duo, n) for n in ("a", "b")}
     for n in ("a", "b"):
-        send(pf, n, code_mail(f"<back-{n}@amazon.co.jp>"), f"back-{n}@test.example")
+        send(pf, n, genuine_code_mail(f"<back-{n}@amazon.co.jp>"), f"back-{n}@test.example")
     r = client(duo)
     try:
         for n in ("a", "b"):
