@@ -37,7 +37,6 @@ from support.postfix import (OTPGUARD, OtpguardServer, PostfixInstance,
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RULES = ROOT / "deploy" / "prometheus" / "otpguard-rules.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "otpguard-dashboard.json"
 RELOADED_PREFIX = "[METRICS-RELOADED]"

@@ -34,7 +34,6 @@ from support.postfix import (OTPGUARD, OtpguardServer, PostfixInstance, free_por
                              write_test_config)
 from support.redisserver import RedisServer, require_redis_server
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 KEY_PREFIX = "otpguard-e2e:"
 SALT = "e2e-salt"
 LOG_INTERVAL = 2  # state.error_log_interval_seconds
