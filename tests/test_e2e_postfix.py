@@ -447,6 +447,35 @@ def test_milter_crash_mid_message_defers_and_loses_nothing(stack: Stack) -> None
 
 
 @pytest.mark.integration
+def test_analysis_past_the_budget_is_answered_on_time_and_delivered_tagged(stack: Stack) -> None:
+    """An analysis that overruns the budget is answered per on_error at the budget, not when it ends."""
+    sock = f"inet:127.0.0.1:{free_port()}"
+    cfg = stack.work / "budget.toml"
+    cfg.write_text(stack.config_b.read_text().replace("time_budget_seconds = 10.0", "time_budget_seconds = 0.5"))
+    stuck = OtpguardServer(config=cfg, socket=sock, log=stack.work / "budget.log",
+                           command=(sys.executable, str(FIXTURES / "slow_serve.py")),
+                           env={"OTPGUARD_TEST_SLOW": "4", "OTPGUARD_TEST_SLOW_MODE": "spin"}).start()
+    inst_gen = postfix_instance_factory({"stuck": sock}, root=stack.work / "postfix-budget")
+    pf2 = next(inst_gen)
+    try:
+        for n in range(2):  # the second while the first analysis still runs on
+            msg = (f"From: a@sender.example\r\nTo: user@test.example\r\nSubject: stuck {n}\r\n\r\n"
+                   f"marker-budget-{n}\r\n").encode()
+            t0 = time.monotonic()
+            code, reply = pf2.send(msg, listener="stuck")
+            assert code == 250, reply
+            assert time.monotonic() - t0 < 5
+            got = pf2.wait_delivered(f"marker-budget-{n}".encode())
+            assert header(got.raw, "X-OTPGuard-Verdict") == ["error"]
+        lines = stuck.events("message")
+        assert [line["action"] for line in lines] == ["error-accept", "error-accept"]
+        assert all("AnalysisTimeout" in line["error"] for line in lines)
+    finally:
+        stuck.stop()
+        inst_gen.close()
+
+
+@pytest.mark.integration
 def test_sigterm_finishes_the_message_in_flight(stack: Stack) -> None:
     """SIGTERM while a message is being analysed: it is answered and delivered; then exit 0."""
     sock = f"inet:127.0.0.1:{free_port()}"
