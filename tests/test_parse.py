@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import email.header
+from email.utils import getaddresses
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import mail
 from otpguard.config import AnalysisConfig
-from otpguard.parse import decode_bytes, decode_header_value, host_of, parse_message, rtf_text
+from otpguard.parse import decode_bytes, decode_header_value, host_of, parse_message, rtf_text, split_address
 
 LIMITS = AnalysisConfig()
 
@@ -106,3 +110,20 @@ def test_host_of_handles_userinfo_ports_and_ipv6():
     assert host_of("http://[2001:db8::1]/login") == "2001:db8::1"
     assert host_of("www.Amazon.co.jp/gp") == "www.amazon.co.jp"
     assert host_of("mailto:a@b.example") == ""
+
+
+_ADDRESS_CHARS = list('aZé.-_+ \t"<>@,;:()[]\\=?\'\r\n')
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_ADDRESS_CHARS), max_size=24).map("".join))
+def test_address_fast_path_reads_any_value_as_the_stdlib_does(value: str) -> None:
+    assert split_address(value) == getaddresses([value])
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet='aZé. \t"-', max_size=10), st.booleans(),
+       st.sampled_from(["<a@b.example>", " <a.b+c@d.example>", "a@b.example", "<a@b.example", "x@y>"]))
+def test_address_fast_path_on_display_name_shapes(name: str, quoted: bool, addr: str) -> None:
+    value = (f'"{name}"' if quoted else name) + addr
+    assert split_address(value) == getaddresses([value])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Iterable, Protocol
 
 from ..brand import BrandProfile
@@ -65,15 +65,27 @@ class BrandMatcher:
         return self.pattern.findall(text)
 
 
-_BRAND_MATCHERS: dict[tuple[str, ...], BrandMatcher] = {}
-
-
+@lru_cache(maxsize=64)
 def brand_pattern(names: tuple[str, ...]) -> BrandMatcher:
     """The matcher of a brand's names (built once per name list)."""
-    found = _BRAND_MATCHERS.get(names)
-    if found is None:
-        found = _BRAND_MATCHERS[names] = BrandMatcher(names)
-    return found
+    return BrandMatcher(names)
+
+
+@lru_cache(maxsize=64)
+def product_pattern(products: tuple[str, ...]) -> re.Pattern[str] | None:
+    """Product names ("Prime", "Kindle") as whole words; None when the profile has none."""
+    if not products:
+        return None
+    return re.compile("|".join(rf"(?<![a-z]){re.escape(skeleton(clean(p)))}(?![a-z])" for p in products))
+
+
+@lru_cache(maxsize=64)
+def customer_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    """The text speaks to the reader as the brand's customer: "your Amazon account"."""
+    alts = "|".join(re.escape(fold_lookalike(skeleton(clean(n)))) for n in names)
+    return re.compile(
+        rf"(?:\byour|\bvotre|\bvos|\bihre?[nmrs]?|\bdein(?:e[nmrs]?)?|\bsu|\btu|\bsus|\btus|\bil tuo|\bla tua|\bsua|\bseu"
+        rf"|お客様の|あなたの|您的) ?(?:compte |cuenta (?:de )?|conta (?:da )?|account )?(?:{alts})(?![a-rt-z])")
 
 
 def lure_patterns(brand: BrandProfile) -> dict[str, re.Pattern[str]]:
@@ -144,9 +156,7 @@ class Context:
 
     @cached_property
     def product_re(self) -> re.Pattern[str] | None:
-        if not self.brand.products:
-            return None
-        return re.compile("|".join(rf"(?<![a-z]){re.escape(skeleton(clean(p)))}(?![a-z])" for p in self.brand.products))
+        return product_pattern(self.brand.products)
 
     def names_brand(self, cleaned: str) -> bool:
         return bool(cleaned) and bool(self.brand_re.search(self.folded(cleaned)))
@@ -160,11 +170,7 @@ class Context:
 
     @cached_property
     def customer_re(self) -> re.Pattern[str]:
-        names = "|".join(re.escape(fold_lookalike(skeleton(clean(n)))) for n in self.brand.names + self.brand.products)
-        # The text speaks to the reader as the brand's customer: "your Amazon account".
-        return re.compile(
-            rf"(?:\byour|\bvotre|\bvos|\bihre?[nmrs]?|\bdein(?:e[nmrs]?)?|\bsu|\btu|\bsus|\btus|\bil tuo|\bla tua|\bsua|\bseu"
-            rf"|お客様の|あなたの|您的) ?(?:compte |cuenta (?:de )?|conta (?:da )?|account )?(?:{names})(?![a-rt-z])")
+        return customer_pattern(self.brand.names + self.brand.products)
 
     def addresses_customer(self, cleaned: str) -> bool:
         return bool(cleaned) and bool(self.customer_re.search(self.folded(cleaned)))
