@@ -5,6 +5,8 @@ One Postfix instance (tests/support/postfix.py) gets one loopback listener per v
   unix          otpguard on a unix socket
   inet_nodelay  otpguard on inet with TCP_NODELAY (shipped default)
   inet_nagle    otpguard on inet with milter.tcp_nodelay = false
+  bare          bench/bare_milter.py on a unix socket: a pymilter milter that does nothing, the
+                floor under any Python milter on this machine, measured in the same run
 Each otpguard is `otpguard serve` with the real engine and the shipped config, except
 auth.verify = false (no DNS here) and /metrics on a free loopback port.
 
@@ -33,14 +35,15 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (DEFAULT_CORPUS, Completions, OtpguardServer, PostfixInstance, cannot_run,  # noqa: E402
+from common import (DEFAULT_CORPUS, PY, Completions, OtpguardServer, PostfixInstance, cannot_run,  # noqa: E402
                     children_cpu, free_port, load_messages, machine_busy, median, milter_config, own_cpu, postfix_cpu,
                     process_cpu, scrape_messages, send_concurrent, shared_tmpdir, smtp_source, stop_all)
 
 LABELS = {"none": "Postfix alone (no milter)",
           "unix": "otpguard, unix socket",
           "inet_nodelay": "otpguard, inet, TCP_NODELAY (shipped)",
-          "inet_nagle": "otpguard, inet, tcp_nodelay = false"}
+          "inet_nagle": "otpguard, inet, tcp_nodelay = false",
+          "bare": "pymilter doing nothing, unix socket (the floor)"}
 TARGETS = {"unix": 0.60, "inet_nodelay": 0.55}
 
 
@@ -113,12 +116,16 @@ def main() -> int:
              "inet_nodelay": (f"inet:127.0.0.1:{free_port()}", True),
              "inet_nagle": (f"inet:127.0.0.1:{free_port()}", False)}
     metrics_ports = {name: free_port() for name in specs}
+    bare_spec = f"unix:{work}/sock/bare.sock"
     servers: dict[str, OtpguardServer] = {}
-    pf = PostfixInstance.create({"none": "", **{k: v[0] for k, v in specs.items()}}, root=work / "postfix")
+    pf = PostfixInstance.create({"none": "", **{k: v[0] for k, v in specs.items()}, "bare": bare_spec},
+                                root=work / "postfix")
     try:
         for name, (spec, nodelay) in specs.items():
             cfg = milter_config(work / f"{name}.toml", spec, nodelay=nodelay, metrics_port=metrics_ports[name])
             servers[name] = OtpguardServer(config=cfg, socket=spec, log=work / f"{name}.log").start()
+        servers["bare"] = OtpguardServer(config=work / "unix.toml", socket=bare_spec, log=work / "bare.log",
+                                         command=(PY, str(Path(__file__).resolve().parent / "bare_milter.py"))).start()
         pf.start()
         corpus = load_messages(args.corpus, args.corpus_messages)
         done = Completions(pf)
@@ -142,7 +149,7 @@ def main() -> int:
             generators = {args.only: generators[args.only]}
 
         # Warm-up: every process involved (smtpd, cleanup, milter threads, the engine's caches).
-        for name in ("none", *specs):
+        for name in ("none", *specs, "bare"):
             done.mark()
             smtp_source(pf.listeners[name], 50, 5)
             n = send_concurrent(pf.listeners[name], corpus[:100], sessions=10, per_session=10).accepted
@@ -150,7 +157,7 @@ def main() -> int:
         subprocess.run(["postsuper", "-c", str(pf.confdir), "-d", "ALL"], capture_output=True, timeout=30)
         before = {name: scrape_messages(port)[0] for name, port in metrics_ports.items()}
 
-        variants = ["none", *specs]
+        variants = ["none", *specs, "bare"]
         results: dict[str, dict[str, Series]] = {g: {v: Series() for v in variants} for g in generators}
         expected_milter = 0
         noise = Noise()
@@ -207,7 +214,10 @@ def main() -> int:
             cpu = {n: median(results[gen][n].cpu_postfix) + median(results[gen][n].cpu_milter)
                    + median(results[gen][n].cpu_client) for n in variants}
             print("CPU-bound ratio estimate (CPU per message without milter / with it): "
-                  + ", ".join(f"{n} {cpu['none'] / cpu[n]:.2f}" for n in specs))
+                  + ", ".join(f"{n} {cpu['none'] / cpu[n]:.2f}" for n in variants[1:]))
+            bare = median(results[gen]["bare"].rates)
+            print("otpguard against the do-nothing pymilter milter: "
+                  + ", ".join(f"{n} {median(results[gen][n].rates) / bare:.2f}" for n in specs))
         return 0
     finally:
         pf.cleanup()
