@@ -1,8 +1,8 @@
 """A pymilter milter that does nothing: the floor under any Python milter (benchmark only).
 
-It negotiates the protocol steps and macros otpguard negotiates (the same no-reply steps,
-`data` answered, eoh and unknown skipped, only the {i} macro), answers every step with
-CONTINUE and never looks at the message. bench/postfix.py runs it beside otpguard, so the
+It negotiates the protocol steps otpguard negotiates (the same no-reply steps, `data`
+answered, eoh and unknown skipped, the same actions), answers every step with CONTINUE and
+never looks at the message. bench/postfix.py runs it beside otpguard, so the
 ratio of a milter that costs nothing but pymilter and libmilter is measured in the same run.
 
     .venv/bin/python bench/bare_milter.py --socket unix:/path [--config ignored]
@@ -18,7 +18,7 @@ import Milter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "milter"))
 from otpguard import adapter  # noqa: E402
-from otpguard.adapter import NEEDED_ACTIONS, SYMLISTS  # noqa: E402
+from otpguard.adapter import NEEDED_ACTIONS  # noqa: E402
 
 
 class Bare(Milter.Base):
@@ -26,9 +26,6 @@ class Bare(Milter.Base):
 
     def negotiate(self, opts: list[int]) -> int:
         self._actions = opts[0] & NEEDED_ACTIONS
-        if self._actions & Milter.SETSYMLIST:
-            for stage, macros in SYMLISTS.items():
-                self._ctx.setsymlist(stage, macros)
         self._protocol = opts[1] & ~self.protocol_mask()
         opts[0], opts[1], opts[2], opts[3] = self._actions, self._protocol, 0, 0
         return Milter.CONTINUE

@@ -55,8 +55,8 @@ def exported_sample_names() -> set[str]:
                      "quarantine", 0.02)
     m.record_error("dns")
     m.dns_query(0.01, "ok")
-    with m.in_flight():
-        pass
+    m.analysis_started()
+    m.analysis_ended()
     m.config_reloaded(True)
     m.burst_detected(new=True)
     m.alias_mismatch()

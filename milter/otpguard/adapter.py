@@ -10,11 +10,14 @@ envfrom, envrcpt, header and body are no-reply (Postfix does not wait for them);
 unknown are not sent at all; `data` is implemented and answered, because Postfix sends the
 DATA macros without waiting and an unanswered step there costs a delayed-ACK round trip on
 TCP (design.md, "Performance facts").
+
+Every step runs Python under the GIL on one of libmilter's threads, and every pymilter call
+that releases the GIL (setsymlist, addheader, ...) costs a hand-off between busy threads:
+the callbacks here do as little as they can (bench/milter_cpu.py measures them).
 """
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import logging
 import os
 import socket
@@ -37,12 +40,10 @@ from .model import Decision, Envelope
 
 MILTER_NAME = "otpguard"
 # Actions we may use at end of message; nothing else is requested from the MTA.
-NEEDED_ACTIONS = Milter.ADDHDRS | Milter.CHGHDRS | Milter.QUARANTINE | Milter.CHGBODY | Milter.SETSYMLIST
-# Macros per stage: only the queue id ({i}); Postfix defines it from DATA on (and at MAIL
-# when smtpd_delay_open_until_valid_rcpt = no). Asking for one macro stops Postfix from
-# sending the others it defines by default.
-SYMLISTS = {Milter.M_CONNECT: "j", Milter.M_ENVFROM: "i", Milter.M_ENVRCPT: "i",
-            Milter.M_DATA: "i", Milter.M_EOM: "i"}
+# No macro lists are requested: Postfix's defaults already send the queue id ({i}) at end of
+# message, the one macro we read, and five setsymlist calls per connection (each releases
+# and retakes the GIL) cost more CPU here than the few macros they would spare Postfix.
+NEEDED_ACTIONS = Milter.ADDHDRS | Milter.CHGHDRS | Milter.QUARANTINE | Milter.CHGBODY
 REPLACEBODY_CHUNK = 65535  # libmilter's MILTER_CHUNK_SIZE
 
 
@@ -128,6 +129,44 @@ def _addr(value: bytes | str) -> str:
     return text.strip().removeprefix("<").removesuffix(">").strip()
 
 
+class _Spool:
+    """Body bytes: in memory up to milter.spool_bytes, then in a temporary file in spool_dir."""
+
+    __slots__ = ("_chunks", "_file", "_size", "_limit", "_dir")
+
+    def __init__(self, limit: int, directory: str) -> None:
+        self._chunks: list[bytes] = []
+        self._file: Any = None
+        self._size = 0
+        self._limit, self._dir = limit, directory
+
+    @property
+    def on_disk(self) -> bool:
+        return self._file is not None
+
+    def write(self, data: bytes) -> None:
+        if self._file is not None:
+            self._file.write(data)
+            return
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size > self._limit:
+            self._file = tempfile.TemporaryFile(dir=self._dir or None)
+            self._file.write(b"".join(self._chunks))
+            self._chunks = []
+
+    def read(self) -> bytes:
+        if self._file is None:
+            return b"".join(self._chunks)
+        self._file.seek(0)
+        return self._file.read()
+
+    def close(self) -> None:
+        self._chunks = []
+        if self._file is not None:
+            self._file.close()
+
+
 @dataclass(slots=True)
 class _Message:
     """Per-message state; a fresh one at every MAIL FROM."""
@@ -135,10 +174,11 @@ class _Message:
     mail_from: str | None
     rcpt_to: list[str]
     headers: list[tuple[str, bytes]]
-    body: Any  # SpooledTemporaryFile
+    body: _Spool
+    max_message_bytes: int  # this message's limits, from the config it started with
+    max_parse_bytes: int
     size: int = 0  # the whole message, as received
     kept: int = 0  # body bytes spooled: at most analysis.max_parse_bytes
-    queue_id: str | None = None
     started: float = 0.0
     error: str | None = None  # a failure while collecting, reported at end of message
 
@@ -154,15 +194,10 @@ class OtpGuardMilter(Milter.Base):
 
     # --- negotiation --------------------------------------------------------------------
     def negotiate(self, opts: list[int]) -> int:
-        """Request only the actions and protocol steps we use, and only the {i} macro."""
+        """Request only the actions and protocol steps we use."""
         try:
             offered_actions, offered_proto = opts[0], opts[1]
             self._actions = offered_actions & NEEDED_ACTIONS
-            if self._actions & Milter.SETSYMLIST:
-                for stage, macros in SYMLISTS.items():
-                    # Straight to the context: Milter.Base.setsymlist passes bytes, which
-                    # pymilter 1.0.5's C function refuses.
-                    self._ctx.setsymlist(stage, macros)
             # protocol_mask() lists the steps and replies we do NOT want skipped; the
             # remaining offered bits (P_NO*, P_NR*) are the ones we accept.
             self._protocol = offered_proto & ~self.protocol_mask()
@@ -199,18 +234,12 @@ class OtpGuardMilter(Milter.Base):
     def envfrom(self, mail_from: bytes | str, *params: bytes | str) -> int:
         """A new message starts: reset all per-message state (one connection, many messages)."""
         self._end_message()
-        m = get_runtime().config.milter
-        try:
-            body = tempfile.SpooledTemporaryFile(max_size=m.spool_bytes, dir=m.spool_dir or None)
-        except Exception as exc:
-            body = tempfile.SpooledTemporaryFile(max_size=1 << 20)
-            err: str | None = f"spool: {exc!r}"
-        else:
-            err = None
-        self._msg = _Message(mail_from=_addr(mail_from), rcpt_to=[], headers=[], body=body,
-                             started=time.monotonic(), error=err)
+        rt = get_runtime()
+        self._msg = _Message(mail_from=_addr(mail_from), rcpt_to=[], headers=[],
+                             body=_Spool(rt.config.milter.spool_bytes, rt.config.milter.spool_dir),
+                             max_message_bytes=rt.config.analysis.max_message_bytes,
+                             max_parse_bytes=rt.config.analysis.max_parse_bytes, started=time.monotonic())
         _count(+1)
-        self._queue_id_from_macro()
         return Milter.CONTINUE
 
     @Milter.noreply
@@ -223,7 +252,6 @@ class OtpGuardMilter(Milter.Base):
 
     def data(self) -> int:
         """Answered on purpose (see module doc): avoids a delayed-ACK stall per message."""
-        self._queue_id_from_macro()
         return Milter.CONTINUE
 
     @Milter.noreply
@@ -235,7 +263,7 @@ class OtpGuardMilter(Milter.Base):
             nm = name if isinstance(name, str) else name.decode("ascii", "replace")
             val = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
             msg.size += len(nm) + len(val) + 4
-            if msg.size <= get_runtime().config.analysis.max_message_bytes:
+            if msg.size <= msg.max_message_bytes:
                 msg.headers.append((nm, val))
         return Milter.CONTINUE
 
@@ -247,7 +275,7 @@ class OtpGuardMilter(Milter.Base):
             msg.size += len(chunk)
             # Only the part of the body the analysis reads is kept: a 50 MB message costs a
             # counter, not 50 MB of memory or disk.
-            room = get_runtime().config.analysis.max_parse_bytes - msg.kept
+            room = msg.max_parse_bytes - msg.kept
             if room > 0:
                 try:
                     msg.body.write(chunk[:room])
@@ -262,8 +290,7 @@ class OtpGuardMilter(Milter.Base):
         rt = get_runtime()
         msg = self._msg
         started = msg.started if msg is not None else time.monotonic()
-        self._queue_id_from_macro()
-        queue_id = msg.queue_id if msg is not None else None
+        queue_id = self._queue_id()
         decision: Decision | None = None
         stage = "parse"
         try:
@@ -282,9 +309,14 @@ class OtpGuardMilter(Milter.Base):
             else:
                 raw = self._raw(msg)
                 truncated = msg.size > len(raw)
-                with rt.metrics.in_flight() if rt.metrics is not None else contextlib.nullcontext():
+                if rt.metrics is not None:
+                    rt.metrics.analysis_started()
+                try:
                     decision = run_with_deadline(lambda: rt.engine.analyse(raw, envelope, truncated=truncated),
                                                  budget)
+                finally:
+                    if rt.metrics is not None:
+                        rt.metrics.analysis_ended()
                 if truncated:
                     raw = b""  # a prefix must never become the new body (banner)
             # The histogram is analysis time, not the SMTP transfer since MAIL FROM.
@@ -365,16 +397,13 @@ class OtpGuardMilter(Milter.Base):
             except Exception:
                 pass
 
-    def _queue_id_from_macro(self) -> None:
-        msg = self._msg
-        if msg is None or msg.queue_id:
-            return
+    def _queue_id(self) -> str | None:
+        """Postfix's queue id ({i}, sent with end of message by default), if known."""
         try:
             qid = self.getsymval("i")
-        except Exception:  # no context (unit tests) or macro not negotiated
-            qid = None
-        if qid:
-            msg.queue_id = _text(qid) if not isinstance(qid, str) else qid
+        except Exception:  # no context (unit tests) or macro not sent
+            return None
+        return (_text(qid) if not isinstance(qid, str) else qid) or None
 
     @staticmethod
     def _raw(msg: _Message) -> bytes:
@@ -385,7 +414,6 @@ class OtpGuardMilter(Milter.Base):
             v = value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
             parts.append(name.encode("ascii", "replace") + b": " + v + b"\r\n")
         parts.append(b"\r\n")
-        msg.body.seek(0)
         parts.append(msg.body.read())
         return b"".join(parts)
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 from typing import Any
@@ -238,14 +237,13 @@ class Metrics:
         """Observe one DNS query's latency and outcome."""
         self.dns_seconds.labels(outcome=_bounded(outcome, DNS_OUTCOMES)).observe(max(seconds, 0.0))
 
-    @contextmanager
-    def in_flight(self) -> Iterator[None]:
-        """Count a message as in flight for the duration of the block, even if it raises."""
+    def analysis_started(self) -> None:
+        """A message is being analysed; pair with analysis_ended() in a finally block."""
         self.in_flight_gauge.inc()
-        try:
-            yield
-        finally:
-            self.in_flight_gauge.dec()
+
+    def analysis_ended(self) -> None:
+        """The message's analysis returned or raised."""
+        self.in_flight_gauge.dec()
 
     def config_reloaded(self, ok: bool) -> None:
         """Record a configuration reload attempt (a failed one keeps the old config running)."""
