@@ -39,6 +39,9 @@ echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min averages before the 
 
 run "core (analysis only, one process, no DNS)" "$PY" bench/core.py --config "$CONFIG" "$CORPUS"
 run "dns (sender authentication, cold vs warm cache)" "$PY" bench/dns.py
+run "milter CPU per message, 512-byte messages (milter protocol, no Postfix)" "$PY" bench/milter_cpu.py
+run "milter CPU per message, corpus mail (milter protocol, no Postfix)" "$PY" bench/milter_cpu.py \
+    --corpus "$CORPUS" --per-connection 10 -n 1200
 run "postfix (throughput through a private Postfix)" "$PY" bench/postfix.py --corpus "$CORPUS"
 run "memory (RSS of otpguard serve)" "$PY" bench/memory.py --corpus "$CORPUS"
 exit $status
