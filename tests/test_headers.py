@@ -114,6 +114,18 @@ def test_symbols_value_injection_and_bounds() -> None:
     assert symbols_value([]) == "none"
 
 
+def test_japanese_reasons_are_readable_encoded_words_and_homoglyphs_stay_visible() -> None:
+    hits = [("OTP_LURE", 2.5, "subject: '【重要】Amazonアカウントの確認コード'\r\nBcc: x@y"),
+            ("BRAND_HOMOGLYPH", 4.0, "display name \"Αmazοn ＡＭＡＺＯＮ\"")]
+    value = fold(symbols_value(hits), len(SYMBOLS))
+    assert_single_safe_field(SYMBOLS, value)
+    shown = displayed(value)
+    assert "OTP_LURE(2.5) [ subject: '【重要】Amazonアカウントの確認コード'\\x0d\\x0aBcc: x@y ]" in shown
+    # Greek Alpha/omicron and fullwidth Latin pass for ASCII: shown escaped, never as "Amazon".
+    assert 'BRAND_HOMOGLYPH(4) [display name "\\u0391maz\\u03bfn \\uff21\\uff2d' in shown
+    assert all(len(line) <= 78 for line in (SYMBOLS + ": " + value).split("\n"))
+
+
 @given(st.lists(st.tuples(st.text(max_size=40), st.floats(allow_nan=False, allow_infinity=False, width=32),
                           st.text(max_size=300)), max_size=40))
 @settings(max_examples=200, deadline=None)

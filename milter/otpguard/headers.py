@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import base64
 import re
+import unicodedata
 from email.header import decode_header, make_header
+
+from .normalize import looks_ascii
 
 OWN_PREFIX = "X-OTPGuard-"
 VERDICT = "X-OTPGuard-Verdict"
@@ -31,11 +34,15 @@ def is_own_header(name: str) -> bool:
     return name.strip().lower().startswith(OWN_PREFIX.lower())
 
 
-def escape_text(text: str, limit: int = REASON_LIMIT) -> str:
-    """ASCII-only, single-line rendering of untrusted text, truncated to about limit characters.
+def escape_text(text: str, limit: int = REASON_LIMIT, *, keep_letters: bool = False) -> str:
+    """Single-line rendering of untrusted text, truncated to about limit characters.
 
     Printable ASCII stays; backslash and brackets are escaped; controls, 8-bit and
     surrogate-escaped raw bytes become \\xNN / \\uNNNN, so CR/LF can never reach a header.
+    keep_letters keeps printable non-ASCII characters (letters, CJK, punctuation, symbols)
+    for the caller to RFC 2047-encode; the result is then not ASCII-only. Characters that
+    pass for an ASCII letter or digit (Greek Alpha, Cyrillic o, fullwidth forms) stay escaped
+    even then: a reason about "\\u0391mazon" must show the homoglyph, not hide it.
     """
     out: list[str] = []
     used = 0
@@ -44,6 +51,8 @@ def escape_text(text: str, limit: int = REASON_LIMIT) -> str:
         if ch in "\\[]":
             piece = "\\" + ch
         elif 0x20 <= o < 0x7F:
+            piece = ch
+        elif keep_letters and o >= 0xA0 and unicodedata.category(ch)[0] in "LMNPS" and not looks_ascii(ch):
             piece = ch
         elif 0xDC80 <= o <= 0xDCFF:  # surrogateescape'd raw byte from undecodable input
             piece = f"\\x{o - 0xDC00:02x}"
@@ -124,6 +133,18 @@ def symbol_name(symbol: str) -> str:
     return _SYMBOL_RE.sub("_", symbol.upper())[:64] or "UNKNOWN"
 
 
+def reason_text(reason: str, limit: int = REASON_LIMIT) -> str:
+    """A reason as header text: ASCII as it is, else UTF-8 encoded-words a mail reader shows.
+
+    The encoded-words stand apart from the brackets around them, as RFC 2047 5(1) asks, so
+    "[ =?UTF-8?B?...?= ]" displays as "[ 【重要】アカウント ]" and decodes with any RFC 2047 decoder.
+    """
+    text = escape_text(reason, limit, keep_letters=True)
+    if text.isascii():
+        return text
+    return " " + " ".join(encoded_words(text)) + " "
+
+
 def symbols_value(hits: list[tuple[str, float, str]] | tuple[tuple[str, float, str], ...],
                   *, max_symbols: int = MAX_SYMBOLS, reason_limit: int = REASON_LIMIT,
                   total_limit: int = SYMBOLS_LIMIT) -> str:
@@ -137,7 +158,7 @@ def symbols_value(hits: list[tuple[str, float, str]] | tuple[tuple[str, float, s
     for i, (symbol, score, reason) in enumerate(hits):
         entry = f"{symbol_name(symbol)}({format_score(score)})"
         if reason:
-            entry += f" [{escape_text(reason, reason_limit)}]"
+            entry += f" [{reason_text(reason, reason_limit)}]"
         if i >= max_symbols or used + len(entry) + 2 > total_limit:
             entries.append(f"...(+{len(hits) - i} more)")
             break

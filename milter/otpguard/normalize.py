@@ -41,6 +41,11 @@ def _skeleton_table() -> dict[int, str]:
     return table
 
 
+def looks_ascii(ch: str) -> bool:
+    """True for a non-ASCII character that passes for an ASCII letter or digit (a homoglyph)."""
+    return ord(ch) in _skeleton_table()
+
+
 def strip_invisible(text: str) -> str:
     """Drop characters that render as nothing and stray combining marks on Latin letters."""
     if text.isascii():

@@ -127,7 +127,7 @@ def describe(entry: dict[str, Any], postfix_config: str | None = None) -> HeldMe
         subject=decode_subject(subject) if subject is not None else None,
         from_=_header(hdrs, "From"),
         verdict=_header(hdrs, VERDICT),
-        symbols=_header(hdrs, SYMBOLS),
+        symbols=decode_subject(symbols) if (symbols := _header(hdrs, SYMBOLS)) is not None else None,
         burst=_header(hdrs, BURST),
     )
 
