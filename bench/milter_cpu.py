@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (PY, OtpguardServer, free_port, load_messages, median, milter_config,  # noqa: E402
                     process_cpu, shared_tmpdir, stop_all)
+from milter_inet import BOOT  # noqa: E402  (otpguard serve with a stand-in engine)
 
 # Protocol constants (libmilter mfdef.h).
 SMFI_V6 = 6
@@ -42,20 +43,6 @@ ALL_ACTIONS = 0x1FF
 ALL_PROTOCOL = 0x1FFFFF
 FINAL = set(b"cartd")  # continue, accept, reject, tempfail, discard... end an EOM's answer
 
-BOOT_NULL = """
-import sys
-from otpguard import serve
-from otpguard.model import Decision, Level
-class NullEngine:
-    def __init__(self, *args, **kwargs): pass
-    def analyse(self, raw, envelope, **kwargs): return Decision(level=Level.CLEAN, score=0.0)
-    def too_large(self, size): return Decision(level=Level.CLEAN, score=0.0, analysed=False)
-    def own_results_header(self, decision): return None
-serve._build_engine = NullEngine
-import argparse
-p = argparse.ArgumentParser(); serve.add_arguments(p)
-sys.exit(serve.run(p.parse_args(sys.argv[1:])))
-"""
 
 
 def packet(cmd: bytes, data: bytes = b"") -> bytes:
@@ -199,7 +186,7 @@ def main() -> int:
     (work / "sock").mkdir(mode=0o755)
     here = Path(__file__).resolve().parent
     commands = {"bare": (PY, str(here / "bare_milter.py")),
-                "null": (PY, "-c", BOOT_NULL),
+                "null": (PY, "-c", BOOT, "null", "data"),
                 "real": (PY, "-m", "otpguard.cli", "serve")}
     servers: dict[str, OtpguardServer] = {}
     try:
