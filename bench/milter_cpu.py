@@ -2,10 +2,10 @@
 
 Through Postfix, msgs/s on a small shared VM moves by 20 % between runs and the milter's CPU
 figure with it. This benchmark takes Postfix and the network out: it speaks milter protocol
-version 6 to the socket the way Postfix's smtpd/cleanup do (negotiate, connect, helo, mail,
-rcpt, data, headers, body, end of message, quit; the no-reply steps the milter asked for get
-no wait), from a few client threads, and divides the milter process's CPU time by the
-messages. Variants run in one session and rotate, so ratios compare like with like:
+version 6 to the socket in Postfix's order (negotiate, connect, helo, mail, rcpt, data,
+headers, body, end of message, quit; the no-reply steps the milter asked for get no wait;
+no macro packets, which libmilter would take in C), from a few client threads, and divides
+the milter process's CPU time by the messages. Variants run in one session and rotate, so ratios compare like with like:
 
   bare   bench/bare_milter.py: pymilter doing nothing, the floor
   null   otpguard serve with an engine that answers "clean" at once: the adapter's own cost
@@ -41,7 +41,7 @@ NR_BITS = {b"C": 0x1000, b"H": 0x2000, b"M": 0x4000, b"R": 0x8000, b"T": 0x10000
 NO_BITS = {b"C": 0x1, b"H": 0x2, b"M": 0x4, b"R": 0x8, b"B": 0x10, b"L": 0x20, b"N": 0x40, b"T": 0x200}
 ALL_ACTIONS = 0x1FF
 ALL_PROTOCOL = 0x1FFFFF
-FINAL = set(b"cartd")  # continue, accept, reject, tempfail, discard... end an EOM's answer
+FINAL = set(b"cartdy")  # continue, accept, reject, tempfail, discard, reply code: end an EOM's answer
 
 
 

@@ -126,6 +126,18 @@ def test_japanese_reasons_are_readable_encoded_words_and_homoglyphs_stay_visible
     assert all(len(line) <= 78 for line in (SYMBOLS + ": " + value).split("\n"))
 
 
+@pytest.mark.parametrize("text", ["ａｍａｚｏｎ", "𝐚𝐦𝐚𝐳𝐨𝐧", "Ａmazon", "x²", "a\u3164b", "a\u2800b", "a\u034fb", "․"])
+def test_reasons_never_show_text_that_passes_for_ascii_or_vanishes(text: str) -> None:
+    assert escape_text(text, keep_letters=True).isascii()
+
+
+def test_attacker_encoded_words_in_a_reason_are_not_decoded() -> None:
+    fake = "=?UTF-8?B?XTsgR0VOVUlORSgwKSBb?="  # "]; GENUINE(0) [" once decoded
+    value = symbols_value([("OTP_LURE", 2.0, f"subject: {fake}")])
+    assert "GENUINE" not in displayed(value)
+    assert "=?" not in value
+
+
 @given(st.lists(st.tuples(st.text(max_size=40), st.floats(allow_nan=False, allow_infinity=False, width=32),
                           st.text(max_size=300)), max_size=40))
 @settings(max_examples=200, deadline=None)

@@ -12,8 +12,9 @@ DATA macros without waiting and an unanswered step there costs a delayed-ACK rou
 TCP (design.md, "Performance facts").
 
 Every step runs Python under the GIL on one of libmilter's threads, and every pymilter call
-that releases the GIL (setsymlist, addheader, ...) costs a hand-off between busy threads:
-the callbacks here do as little as they can (bench/milter_cpu.py measures them).
+that releases the GIL (addheader, chgheader, quarantine, setsymlist, ...) costs a hand-off
+between busy threads: the callbacks here do as little as they can, and call none of them
+before end of message (bench/milter_cpu.py measures them).
 """
 from __future__ import annotations
 
@@ -303,7 +304,7 @@ class OtpGuardMilter(Milter.Base):
             stage = "analysis"
             budget = rt.config.analysis.time_budget_seconds
             analysis_started = time.monotonic()
-            if msg.size > rt.config.analysis.max_message_bytes:
+            if msg.size > msg.max_message_bytes:
                 raw = b""
                 decision = rt.engine.too_large(msg.size)
             else:

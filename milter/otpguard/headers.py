@@ -12,7 +12,7 @@ import re
 import unicodedata
 from email.header import decode_header, make_header
 
-from .normalize import looks_ascii
+from .normalize import is_invisible, looks_ascii
 
 OWN_PREFIX = "X-OTPGuard-"
 VERDICT = "X-OTPGuard-Verdict"
@@ -41,18 +41,23 @@ def escape_text(text: str, limit: int = REASON_LIMIT, *, keep_letters: bool = Fa
     surrogate-escaped raw bytes become \\xNN / \\uNNNN, so CR/LF can never reach a header.
     keep_letters keeps printable non-ASCII characters (letters, CJK, punctuation, symbols)
     for the caller to RFC 2047-encode; the result is then not ASCII-only. Characters that
-    pass for an ASCII letter or digit (Greek Alpha, Cyrillic o, fullwidth forms) stay escaped
-    even then: a reason about "\\u0391mazon" must show the homoglyph, not hide it.
+    pass for ASCII or show nothing (Greek Alpha, fullwidth and mathematical letters, combining
+    marks, fillers) stay escaped even then: a reason about "\\u0391mazon" must show the
+    homoglyph, not hide it. "=?" is escaped too, so that attacker text never becomes an
+    encoded-word of its own in a mail reader.
     """
     out: list[str] = []
     used = 0
+    prev = ""
     for ch in text:
         o = ord(ch)
         if ch in "\\[]":
             piece = "\\" + ch
+        elif ch == "?" and prev == "=":
+            piece = "\\x3f"
         elif 0x20 <= o < 0x7F:
             piece = ch
-        elif keep_letters and o >= 0xA0 and unicodedata.category(ch)[0] in "LMNPS" and not looks_ascii(ch):
+        elif keep_letters and o >= 0xA0 and _shows_as_itself(ch):
             piece = ch
         elif 0xDC80 <= o <= 0xDCFF:  # surrogateescape'd raw byte from undecodable input
             piece = f"\\x{o - 0xDC00:02x}"
@@ -67,7 +72,14 @@ def escape_text(text: str, limit: int = REASON_LIMIT, *, keep_letters: bool = Fa
             break
         out.append(piece)
         used += len(piece)
+        prev = ch
     return "".join(out)
+
+
+def _shows_as_itself(ch: str) -> bool:
+    """A non-ASCII character a reader can trust: visible, and not mistakable for ASCII."""
+    return (unicodedata.category(ch)[0] in "LNPS" and not looks_ascii(ch) and not is_invisible(ch)
+            and not any(c.isascii() for c in unicodedata.normalize("NFKC", ch)))
 
 
 def safe_value(value: str, limit: int = 4000) -> str:

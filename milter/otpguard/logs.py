@@ -131,7 +131,11 @@ _handler: _LineHandler | None = None
 
 
 def setup(level: str = "info", fmt: str = "logfmt", stream: Any = None) -> None:
-    """Send all logging to stderr (or stream) in the chosen format, replacing earlier setup."""
+    """Send all logging to stderr (or stream) in the chosen format, replacing earlier setup.
+
+    Process-wide: it also stops logging from recording callers, threads and processes, which
+    no otpguard line shows (an embedding program's records lose those fields too).
+    """
     global _handler
     root = logging.getLogger()
     for h in list(root.handlers):
@@ -185,8 +189,9 @@ def message(*, queue_id: str | None, decision: Decision | None, action: str, ms:
     level = logging.WARNING if error else logging.INFO
     log = logging.getLogger(LOGGER_NAME)
     root, handler = logging.root, _handler
-    if handler is not None and len(root.handlers) == 1 and root.handlers[0] is handler \
-            and not log.handlers and log.isEnabledFor(level):
+    # One snapshot of the list: a reload (SIGHUP) may swap handlers while other threads log.
+    if handler is not None and tuple(root.handlers) == (handler,) and not log.handlers \
+            and log.isEnabledFor(level):
         # The one line per message skips LogRecord, filters and handler chains: through
         # Postfix that machinery cost a tenth of the milter's CPU (bench/milter_cpu.py).
         # Anyone else listening (a test's capture, an embedding program) gets real records.

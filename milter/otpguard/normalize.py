@@ -46,6 +46,11 @@ def looks_ascii(ch: str) -> bool:
     return ord(ch) in _skeleton_table()
 
 
+def is_invisible(ch: str) -> bool:
+    """True for a character that renders as nothing (see _INVISIBLE; also the braille blank)."""
+    return ch == "\u2800" or _INVISIBLE_RE.match(ch) is not None
+
+
 def strip_invisible(text: str) -> str:
     """Drop characters that render as nothing and stray combining marks on Latin letters."""
     if text.isascii():

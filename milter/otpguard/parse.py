@@ -193,9 +193,17 @@ def _unfold(value: str) -> str:
     return _FOLD.sub(" ", value).strip()
 
 
-_ADDR_SPEC = r'[^\s<>()@,;:"\\\[\]]+@[^\s<>()@,;:"\\\[\]]+'
+# Controls and every character str.split() takes for whitespace but the address parser does
+# not (NBSP, ideographic space, ...): values holding one go to the stdlib parser.
+_CONTROLS = r"\x00-\x08\x0a-\x1f\x7f-\x9f\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_NOT_PLAIN = _CONTROLS + r"\t "
+_ADDR_SPEC = rf'[^{_NOT_PLAIN}<>()@,;:"\\\[\]]+@[^{_NOT_PLAIN}<>()@,;:"\\\[\]]+'
+_WORD = rf'[^"(),:;<>@\[\]\\{_NOT_PLAIN}]'
 # The shapes nearly every address header has: "a@b", "<a@b>", "Name <a@b>", "\"Name, Inc\" <a@b>".
-_SIMPLE_ADDRESS = re.compile(rf'\s*(?:(?:"([^"\\\r\n]*)"|([^"(),:;<>@\[\]\\]*))\s*<({_ADDR_SPEC})>|({_ADDR_SPEC}))\s*')
+# Every part is unambiguous (words and blanks alternate), so matching is linear in the input.
+_SIMPLE_ADDRESS = re.compile(
+    rf'[ \t]*(?:(?:"([^"\\{_CONTROLS}]*)"|({_WORD}*(?:[ \t]+{_WORD}+)*))[ \t]*<({_ADDR_SPEC})>'
+    rf'|({_ADDR_SPEC}))[ \t]*')
 
 
 def split_address(raw: str) -> list[tuple[str, str]]:
