@@ -225,7 +225,9 @@ def test_redis_stopped_mid_run_mail_flows(duo: Duo) -> None:
     errors0 = {n: state_errors(duo, n) for n in ("a", "b")}
     warned0 = {n: len(state_log(s, "unavailable")) for n, s in duo.servers.items()}
     # 40 messages over 4 concurrent sessions, both milters: genuine code mails (each to its own
-    # recipient, so no burst) and ordinary mail; Redis is stopped after the first dozen.
+    # recipient, so no burst) and ordinary mail; Redis is stopped after the first dozen, while
+    # others are in flight, and the second half waits for the stop so that the run certainly
+    # meets a dead Redis however fast the first half goes.
     jobs = []
     for i in range(40):
         listener = "ab"[i % 2]
@@ -235,22 +237,26 @@ def test_redis_stopped_mid_run_mail_flows(duo: Duo) -> None:
             jobs.append((listener, f"<run-{i}@amazon.co.jp>", genuine_code_mail(f"<run-{i}@amazon.co.jp>"), f"run-{i}@test.example"))
     done = 0
     lock = threading.Lock()
+    redis_down = threading.Event()
 
-    def one(job: tuple[str, str, bytes, str]) -> str:
+    def one(index: int, job: tuple[str, str, bytes, str]) -> str:
         nonlocal done
         listener, mid, raw, rcpt = job
+        if index >= 20:
+            assert redis_down.wait(60)
         send(pf, listener, raw, rcpt)
         with lock:
             done += 1
         return mid
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(one, job) for job in jobs]
+        futures = [pool.submit(one, i, job) for i, job in enumerate(jobs)]
         deadline = time.monotonic() + 30
         while done < 12:
             assert time.monotonic() < deadline, "the first messages did not go through"
             time.sleep(0.01)
         rs.stop()
+        redis_down.set()
         stopped = time.monotonic()
         sent = [f.result(timeout=60) for f in futures]  # each asserted a 250
     got = wait_delivered(pf, set(sent))
