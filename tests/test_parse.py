@@ -1,7 +1,9 @@
 """Parsing: any real mail in, facts out, never an exception."""
 from __future__ import annotations
 
+import email
 import email.header
+import email.message
 from email.utils import getaddresses
 
 from hypothesis import given, settings
@@ -9,7 +11,8 @@ from hypothesis import strategies as st
 
 from conftest import mail
 from otpguard.config import AnalysisConfig
-from otpguard.parse import decode_bytes, decode_header_value, host_of, parse_message, rtf_text, split_address
+from otpguard.parse import (decode_bytes, decode_header_value, host_of, message_from_bytes, parse_message, rtf_text,
+                            split_address)
 
 LIMITS = AnalysisConfig()
 
@@ -129,3 +132,56 @@ def test_address_fast_path_reads_any_value_as_the_stdlib_does(value: str) -> Non
 def test_address_fast_path_on_display_name_shapes(name: str, quoted: bool, addr: str) -> None:
     value = (f'"{name}"' if quoted else name) + addr
     assert split_address(value) == getaddresses([value])
+
+
+# --- the single-part shortcut of message_from_bytes -------------------------------------------
+
+def _same_message(a: email.message.Message, b: email.message.Message) -> bool:
+    """Same header fields (raw), unix-from, structure and payloads, recursively."""
+    if list(a.raw_items()) != list(b.raw_items()) or a.get_unixfrom() != b.get_unixfrom():
+        return False
+    if a.is_multipart() or b.is_multipart():
+        pa, pb = a.get_payload(), b.get_payload()
+        return a.is_multipart() == b.is_multipart() and len(pa) == len(pb) and \
+            all(_same_message(x, y) for x, y in zip(pa, pb))
+    return a.get_payload() == b.get_payload() and a.get_payload(decode=True) == b.get_payload(decode=True)
+
+
+def test_shortcut_builds_the_stdlib_message_for_every_corpus_mail(corpus):
+    files = sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix not in (".tsv", ".md"))
+    assert len(files) > 1000
+    for path in files:
+        raw = path.read_bytes()
+        if raw.startswith(b"From "):
+            raw = raw.split(b"\n", 1)[1]  # as parse_message does with mbox lines
+        assert _same_message(message_from_bytes(raw), email.message_from_bytes(raw)), path
+
+
+def test_shortcut_is_taken_for_a_single_part_and_not_for_multipart(monkeypatch):
+    plain = b"From: a@b.example\r\nSubject: hi\r\n\tthere\r\nContent-Type: text/plain\r\n\r\nbody\r\n"
+    multi = b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n'
+    calls = []
+    real = email.message_from_string
+    monkeypatch.setattr(email, "message_from_string", lambda text: calls.append(text) or real(text))
+    msg = message_from_bytes(plain)
+    assert calls == [] and msg["Subject"] == "hi\r\n\tthere" and msg.get_payload() == "body\r\n"
+    assert message_from_bytes(multi).is_multipart() and len(calls) == 1
+
+
+_HEADER_LINES = st.sampled_from([
+    "From: a@b.example", "Subject: =?UTF-8?B?5pel5pys?=", " folded", "\tfolded tab", "X-Empty:", "X-Sp:   x ", "X-Tab:\t \tv",
+    "Content-Type: text/html; charset=utf-8", "Content-Type: multipart/mixed; boundary=zz", "Content-Type: message/rfc822",
+    "Content-Transfer-Encoding: base64", "From nobody Mon Jan  1", ": no name", "No colon here", "Bad Name: x",
+    "X-8bit: \udce9t\udce9", "X-CR: a\rb", "", "--zz", "Content-Type: TEXT/Plain",
+])
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_HEADER_LINES, max_size=8), st.lists(st.sampled_from(["\r\n", "\n"]), min_size=9, max_size=9),
+       st.sampled_from(["\r\n\r\n", "\n\n", "\r\n\n", "\n\r\n", "\r\r", ""]),
+       st.sampled_from(["", "body\r\n", "QUJD\r\n", "--zz\r\n\r\nx\r\n--zz--\r\n", "a\rb\n\nc"]))
+def test_shortcut_agrees_with_the_stdlib_on_odd_header_blocks(lines, ends, separator, body):
+    head = "".join(line + end for line, end in zip(lines, ends))
+    head = head[: -len(ends[len(lines) - 1])] if lines else head
+    raw = (head + separator + body).encode("utf-8", "surrogateescape")
+    assert _same_message(message_from_bytes(raw), email.message_from_bytes(raw))

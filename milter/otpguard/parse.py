@@ -417,6 +417,49 @@ _DKIM_D = re.compile(r"(?:^|;)\s*d\s*=\s*([^;\s]+)", re.I)
 _HTML_SNIFF = re.compile(rb"<\s*(?:html|body|div|table|a\s|p[\s>]|br|span|font)", re.I)
 
 
+# A header line as the stdlib's feed parser accepts one (email.feedparser.headerRE), except
+# that the name must not be empty: a field name, then a colon.
+_FIELD_LINE = re.compile(r"[\041-\071\073-\176]+:")
+_HEADER_END = re.compile(r"\r?\n\r?\n")
+_LINE_END = re.compile(r"(\r\n|\n)")
+
+
+def message_from_bytes(raw: bytes) -> Message:
+    """email.message_from_bytes(raw): the same Message, built without the feed parser when
+    the message is one part with well-formed header lines.
+
+    The feed parser walks every line of the body in Python; a single part's payload is just
+    the text after the blank line. What the shortcut is not sure of (multipart and message/*
+    types, bare CR or odd lines in the header, no blank line) goes to the stdlib.
+    """
+    text = raw.decode("ascii", "surrogateescape")  # as BytesParser does
+    end = _HEADER_END.search(text)
+    head = text[: end.start()] if end is not None else ""
+    if not head or "\r" in head.replace("\r\n", ""):
+        return email.message_from_string(text)
+    msg = Message()
+    pieces = _LINE_END.split(head)  # line, line end, line, ..., line
+    name = value = None
+    for i in range(0, len(pieces), 2):
+        line = pieces[i]
+        if line[:1] in (" ", "\t"):
+            if name is None:
+                return email.message_from_string(text)
+            value += pieces[i - 1] + line  # continuation lines keep their line ends (compat32)
+        elif _FIELD_LINE.match(line):
+            if name is not None:
+                msg.set_raw(name, value)
+            name, value = line.split(":", 1)
+            value = value.lstrip(" \t")
+        else:
+            return email.message_from_string(text)
+    msg.set_raw(name, value)
+    if msg.get_content_maintype() in ("multipart", "message"):
+        return email.message_from_string(text)
+    msg.set_payload(text[end.end():])
+    return msg
+
+
 def parse_message(raw: bytes, limits: AnalysisConfig) -> ParsedMessage:
     """Parse raw message bytes into facts. Never raises."""
     try:
@@ -432,7 +475,7 @@ def _parse_message(raw: bytes, limits: AnalysisConfig) -> ParsedMessage:
     if raw.startswith(b"From ") and b"\n" in raw[:1000]:
         raw = raw.split(b"\n", 1)[1]  # mbox envelope line, not a header
     try:
-        msg = email.message_from_bytes(raw)
+        msg = message_from_bytes(raw)
     except Exception as exc:  # noqa: BLE001 - the parser is lenient, but be safe
         defects.append(f"unparsable: {type(exc).__name__}")
         msg = Message()
