@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SHIPPED_CONFIG
-from otpguard.config import ConfigError, load_config
+from otpguard.config import ConfigError, cpu_list, load_config
 from otpguard.pipeline import all_symbols
 
 
@@ -72,6 +72,8 @@ def test_every_symbol_has_a_shipped_weight():
     ('[auth]\nport = true\n', "auth.port"),
     ('[state]\nbackend = "redis"\n', "state.redis_url"),
     ('[general]\nbrands = ["brands/nope.toml"]\n', "general.brands"),
+    ('[milter]\ncpu_affinity = "first"\n', "milter.cpu_affinity"),
+    ('[milter]\ncpu_affinity = "3-1"\n', "milter.cpu_affinity"),
 ])
 def test_bad_values_name_the_key_and_file(tmp_path, text, key):
     path = _write(tmp_path, text)
@@ -123,3 +125,9 @@ def _dump(data: dict) -> str:
 
     table(data, "")
     return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("spec,cpus", [("auto", None), ("none", ()), ("3", (3,)), ("2, 0", (0, 2)),
+                                       ("0-2,5", (0, 1, 2, 5)), (" NONE ", ())])
+def test_cpu_affinity_spellings(spec, cpus):
+    assert cpu_list(spec) == cpus

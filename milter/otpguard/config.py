@@ -84,6 +84,7 @@ class MilterConfig:
     spool_dir: str = ""
     tcp_nodelay: bool = True
     timeout_seconds: int = 600
+    cpu_affinity: str = "auto"  # auto | none | CPU list such as "3" or "2,3" or "0-1"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -203,6 +204,25 @@ class _Section:
             raise ConfigError(self.file, self.key(extra[0]), "unknown key")
 
 
+def cpu_list(spec: str) -> tuple[int, ...] | None:
+    """milter.cpu_affinity as CPU numbers: None for "auto", () for "none", else "2,3" or "0-1"."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return None
+    if spec == "none":
+        return ()
+    cpus: set[int] = set()
+    for item in spec.split(","):
+        first, dash, last = item.strip().partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()):
+            raise ValueError('must be "auto", "none" or CPU numbers such as "3", "2,3" or "0-1"')
+        lo, hi = int(first), int(last) if dash else int(first)
+        if hi < lo or hi > 4095:
+            raise ValueError(f"bad CPU range {item.strip()!r}")
+        cpus.update(range(lo, hi + 1))
+    return tuple(sorted(cpus))
+
+
 def load_config(path: str | Path) -> Config:
     """Load and validate a config file; raises ConfigError naming file and key."""
     file = Path(path)
@@ -315,7 +335,12 @@ def load_config(path: str | Path) -> Config:
         spool_dir=m.string("spool_dir", ""),
         tcp_nodelay=m.boolean("tcp_nodelay", True),
         timeout_seconds=m.integer("timeout_seconds", dm.timeout_seconds, 1),
+        cpu_affinity=m.string("cpu_affinity", dm.cpu_affinity),
     )
+    try:
+        cpu_list(milter.cpu_affinity)
+    except ValueError as exc:
+        raise ConfigError(file, "milter.cpu_affinity", str(exc)) from None
     if not (milter.socket.startswith("unix:") or milter.socket.startswith("inet:")):
         raise ConfigError(file, "milter.socket", "must be unix:/path or inet:HOST:PORT")
     try:
