@@ -1,11 +1,12 @@
 """A pymilter milter that does nothing: the floor under any Python milter (benchmark only).
 
 It negotiates the protocol steps otpguard negotiates (the same no-reply steps, `data`
-answered, eoh and unknown skipped, the same actions), answers every step with CONTINUE and
+answered, eoh and unknown skipped, the same actions), runs on the CPUs the given otpguard
+config's milter.cpu_affinity names (as otpguard would), answers every step with CONTINUE and
 never looks at the message. bench/postfix.py runs it beside otpguard, so the
 ratio of a milter that costs nothing but pymilter and libmilter is measured in the same run.
 
-    .venv/bin/python bench/bare_milter.py --socket unix:/path [--config ignored]
+    .venv/bin/python bench/bare_milter.py --socket unix:/path [--config otpguard.toml]
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import Milter
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "milter"))
 from otpguard import adapter  # noqa: E402
 from otpguard.adapter import NEEDED_ACTIONS  # noqa: E402
+from otpguard.config import load_config  # noqa: E402
+from otpguard.serve import pin_cpus  # noqa: E402
 
 
 class Bare(Milter.Base):
@@ -67,8 +70,10 @@ class Bare(Milter.Base):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--socket", required=True, help="unix:/path or inet:HOST:PORT (Postfix spelling)")
-    ap.add_argument("--config", help="accepted and ignored, so the benchmark starts it like otpguard")
+    ap.add_argument("--config", help="otpguard config: only milter.cpu_affinity is used")
     args = ap.parse_args()
+    if args.config:
+        pin_cpus(load_config(args.config).milter.cpu_affinity)
 
     def listening() -> None:
         if args.socket.startswith("unix:"):

@@ -10,6 +10,8 @@ the milter process's CPU time by the messages. Variants run in one session and r
   bare   bench/bare_milter.py: pymilter doing nothing, the floor
   null   otpguard serve with an engine that answers "clean" at once: the adapter's own cost
   real   otpguard serve as shipped (no DNS), /metrics on: what a message costs
+  real_anycpu  the same with milter.cpu_affinity = "none": threads on any CPU (the kernel's
+               choice) instead of one; every other variant runs on one CPU as shipped
 
     .venv/bin/python bench/milter_cpu.py [-n 3000] [-c 8] [--rounds 3] [--corpus DIR] [--per-connection 1]
 
@@ -187,12 +189,14 @@ def main() -> int:
     here = Path(__file__).resolve().parent
     commands = {"bare": (PY, str(here / "bare_milter.py")),
                 "null": (PY, "-c", BOOT, "null", "data"),
-                "real": (PY, "-m", "otpguard.cli", "serve")}
+                "real": (PY, "-m", "otpguard.cli", "serve"),
+                "real_anycpu": (PY, "-m", "otpguard.cli", "serve")}
     servers: dict[str, OtpguardServer] = {}
     try:
         for name, command in commands.items():
             spec = f"unix:{work}/sock/{name}.sock"
-            cfg = milter_config(work / f"{name}.toml", spec, metrics_port=free_port() if name == "real" else None)
+            cfg = milter_config(work / f"{name}.toml", spec, metrics_port=free_port() if name.startswith("real") else None,
+                                changes={'cpu_affinity = "auto"': 'cpu_affinity = "none"'} if name == "real_anycpu" else None)
             servers[name] = OtpguardServer(config=cfg, socket=spec, log=work / f"{name}.log", command=command,
                                            env={"PYTHONPATH": str(here.parent / "milter")}).start()
         for name, srv in servers.items():  # warm-up: imports, caches, libmilter's threads

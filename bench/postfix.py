@@ -5,6 +5,8 @@ One Postfix instance (tests/support/postfix.py) gets one loopback listener per v
   unix          otpguard on a unix socket
   inet_nodelay  otpguard on inet with TCP_NODELAY (shipped default)
   inet_nagle    otpguard on inet with milter.tcp_nodelay = false
+  unix_anycpu   otpguard on a unix socket with milter.cpu_affinity = "none" (threads on any
+                CPU) instead of the shipped "auto" (one CPU)
   bare          bench/bare_milter.py on a unix socket: a pymilter milter that does nothing, the
                 floor under any Python milter on this machine, measured in the same run
 Each otpguard is `otpguard serve` with the real engine and the shipped config, except
@@ -43,6 +45,7 @@ LABELS = {"none": "Postfix alone (no milter)",
           "unix": "otpguard, unix socket",
           "inet_nodelay": "otpguard, inet, TCP_NODELAY (shipped)",
           "inet_nagle": "otpguard, inet, tcp_nodelay = false",
+          "unix_anycpu": "otpguard, unix, cpu_affinity = none",
           "bare": "pymilter doing nothing, unix socket (the floor)"}
 TARGETS = {"unix": 0.60, "inet_nodelay": 0.55}
 
@@ -114,7 +117,8 @@ def main() -> int:
     (work / "sock").mkdir(mode=0o755)
     specs = {"unix": (f"unix:{work}/sock/otpguard.sock", True),
              "inet_nodelay": (f"inet:127.0.0.1:{free_port()}", True),
-             "inet_nagle": (f"inet:127.0.0.1:{free_port()}", False)}
+             "inet_nagle": (f"inet:127.0.0.1:{free_port()}", False),
+             "unix_anycpu": (f"unix:{work}/sock/anycpu.sock", True)}
     metrics_ports = {name: free_port() for name in specs}
     bare_spec = f"unix:{work}/sock/bare.sock"
     servers: dict[str, OtpguardServer] = {}
@@ -122,7 +126,9 @@ def main() -> int:
                                 root=work / "postfix")
     try:
         for name, (spec, nodelay) in specs.items():
-            cfg = milter_config(work / f"{name}.toml", spec, nodelay=nodelay, metrics_port=metrics_ports[name])
+            anycpu = {'cpu_affinity = "auto"': 'cpu_affinity = "none"'} if name == "unix_anycpu" else None
+            cfg = milter_config(work / f"{name}.toml", spec, nodelay=nodelay, metrics_port=metrics_ports[name],
+                                changes=anycpu)
             servers[name] = OtpguardServer(config=cfg, socket=spec, log=work / f"{name}.log").start()
         servers["bare"] = OtpguardServer(config=work / "unix.toml", socket=bare_spec, log=work / "bare.log",
                                          command=(PY, str(Path(__file__).resolve().parent / "bare_milter.py"))).start()
