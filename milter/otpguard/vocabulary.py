@@ -152,6 +152,39 @@ CALL_WORDS = re.compile(
 CODE_TOKEN = re.compile(r"(?<![\w#/.:-])(?:\d{3}[ -]?\d{3}|\d{4,8})(?![\w/:-]|[.,]\d)")
 
 
+def _has_top_level_bar(pattern: str) -> bool:
+    """Does the pattern alternate at its top level ("\\ba|b")?"""
+    depth, i, in_class = 0, 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            # A ] right after [ or [^ is a member of the class, not its end.
+            i += 1 if pattern[i + 1:i + 2] == "]" else 2 if pattern[i + 1:i + 3] == "^]" else 0
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            return True
+        i += 1
+    return False
+
+
 def compile_kind(patterns: list[str] | tuple[str, ...]) -> re.Pattern[str]:
-    """One alternation per lure kind: a single pass over the text finds the kind."""
-    return re.compile("|".join(f"(?:{p})" for p in patterns))
+    """One alternation per lure kind: a single pass over the text finds the kind.
+
+    The phrases that start at a word boundary share one leading \\b: Python's regex engine
+    then tries them only where a word starts instead of trying each one at every character
+    (3-11x faster on real mail; the same match positions, tests/test_checks.py).
+    """
+    bounded = [p[2:] for p in patterns if p.startswith(r"\b") and not _has_top_level_bar(p)]
+    free = [p for p in patterns if not (p.startswith(r"\b") and not _has_top_level_bar(p))]
+    parts = [r"\b(?:" + "|".join(f"(?:{p})" for p in bounded) + ")"] if bounded else []
+    parts += [f"(?:{p})" for p in free]
+    return re.compile("|".join(parts))

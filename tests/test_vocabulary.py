@@ -1,0 +1,81 @@
+"""Lure vocabulary: the compiled form of a kind finds exactly what its plain alternation finds."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from otpguard.checks.base import lure_patterns
+from otpguard.normalize import clean
+from otpguard.parse import parse_message
+from otpguard.vocabulary import LURES, _has_top_level_bar, compile_kind
+
+
+def _kinds(config) -> dict[str, list[str]]:
+    """Every lure kind of the shipped profiles, core phrases plus the profile's own."""
+    out = {}
+    for brand in config.brands:
+        for kind in brand.lure_sets:
+            out[f"{brand.id}:{kind}"] = LURES.get(kind, []) + [re.escape(clean(p)) for p in brand.extra_lures.get(kind, ())]
+    return out
+
+
+def _plain(patterns: list[str]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in patterns))
+
+
+def _starts(pattern: re.Pattern[str], text: str) -> list[int]:
+    """Where a match starts, searching from every position: stricter than the first match only."""
+    out, pos = [], 0
+    while (m := pattern.search(text, pos)) is not None:
+        out.append(m.start())
+        pos = m.start() + 1
+    return out
+
+
+def test_compiled_kinds_match_where_the_plain_alternations_match_on_real_mail(config, corpus):
+    texts = []
+    for folder in ("phish", "legit", "hardneg"):
+        for path in sorted((corpus / folder).glob("*.eml")):
+            msg = parse_message(path.read_bytes(), config.analysis)
+            texts += [clean(msg.subject), clean(msg.text)[:20000], clean(msg.attachment_text)[:5000]]
+    found = 0
+    for kind, patterns in _kinds(config).items():
+        fast, plain = compile_kind(patterns), _plain(patterns)
+        for text in texts:
+            got = _starts(fast, text)
+            assert got == _starts(plain, text), kind
+            found += len(got)
+    assert found > 500  # the comparison saw real lures, not only misses
+
+
+_WORDS = st.sampled_from(["your", "security", "code", "sign-in", "signin", "login", "attempt", "verify", "account",
+                          "アカウント", "確認コード", "不正アクセス", "sicherheitscode", "mot de passe", "à", "de", "otp",
+                          "password", "reset", "suspended", "locked", "prize", "gift", "card", "urgent", "24", "hours",
+                          "x", "-", ".", "  ", "\n", "é", "tan", "mtan", "passcode", "one-time", "一次性密码", "验证码"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_WORDS, max_size=30).map(" ".join), st.lists(_WORDS, max_size=6).map("".join))
+def test_compiled_kinds_agree_on_generated_text(config, spaced, glued):
+    for kind, patterns in _kinds(config).items():
+        fast, plain = compile_kind(patterns), _plain(patterns)
+        for text in (spaced, glued, spaced + glued):
+            assert _starts(fast, text) == _starts(plain, text), (kind, text)
+
+
+@pytest.mark.parametrize("pattern,bar", [
+    (r"\ba|b", True), (r"\b(?:a|b)", False), (r"\b[|]x", False), (r"\b[]|]x", False), (r"\b[^]|]x", False),
+    (r"\ba\|b", False), (r"\b(a)|(b)", True),
+])
+def test_top_level_alternation_is_told_apart_from_nested_and_escaped_bars(pattern, bar):
+    assert _has_top_level_bar(pattern) is bar
+
+
+def test_lure_patterns_are_the_compiled_kinds(config):
+    brand = config.brands[0]
+    for kind, pattern in lure_patterns(brand).items():
+        extra = [re.escape(clean(p)) for p in brand.extra_lures.get(kind, ())]
+        assert pattern.pattern == compile_kind(LURES.get(kind, []) + extra).pattern
