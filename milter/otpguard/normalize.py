@@ -21,7 +21,6 @@ _DELETE_INVISIBLE = {ord(c): None for c in _INVISIBLE}
 _STRAY_MARK_RE = re.compile(r"(?<=[A-Za-z])[\u0300-\u036f\u0483-\u0489\u0591-\u05bd\u0610-\u061a"
                             r"\u064b-\u065f\u0711\u0730-\u074a\u07eb-\u07f3\u0816-\u082d\u08d3-\u08ff"
                             r"\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
-_SPACES_RE = re.compile(r"[\s\u00a0\u2000-\u200a\u3000]+")
 
 
 @lru_cache(maxsize=1)
@@ -66,13 +65,26 @@ def count_invisible(text: str) -> int:
     return len(_INVISIBLE_RE.findall(text)) + sum(len(m) for m in _STRAY_MARK_RE.findall(text))
 
 
+def fold_spaces(text: str) -> str:
+    r"""Every run of whitespace as one space: re.sub(r"\s+", " ", text), five times faster."""
+    # str.split() and the regex's \s both take whitespace as str.isspace() does.
+    folded = " ".join(text.split())
+    if not folded:
+        return " " if text else ""
+    if text[0].isspace():
+        folded = " " + folded
+    if text[-1].isspace():
+        folded += " "
+    return folded
+
+
 def clean(text: str) -> str:
     """NFKC, invisibles out, whitespace folded, case folded: the form lures are matched on."""
     if text.isascii():  # NFKC and the invisible characters leave ASCII as it is
-        return _SPACES_RE.sub(" ", text).casefold()
+        return fold_spaces(text).casefold()
     text = unicodedata.normalize("NFKC", text)
     text = strip_invisible(text)
-    return _SPACES_RE.sub(" ", text).casefold()
+    return fold_spaces(text).casefold()
 
 
 def skeleton(cleaned: str) -> str:
