@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from otpguard.checks.base import lure_patterns
-from otpguard.normalize import clean, fold_spaces
+from otpguard.normalize import clean
 from otpguard.parse import parse_message
 from otpguard.vocabulary import LURES, _has_top_level_bar, compile_kind
 
@@ -80,10 +80,3 @@ def test_lure_patterns_are_the_compiled_kinds(config):
         extra = [re.escape(clean(p)) for p in brand.extra_lures.get(kind, ())]
         assert pattern.pattern == compile_kind(LURES.get(kind, []) + extra).pattern
 
-
-@settings(max_examples=3000, deadline=None)
-@given(st.text(alphabet=st.sampled_from("ab \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u1680\u2000\u200a\u200b\u2028\u202f"
-                                        "\u205f\u3000\ufeffé語"), max_size=20))
-def test_fold_spaces_is_the_whitespace_regex(text):
-    # Every character str.isspace() knows (and some it does not: U+200B, U+FEFF), at both ends too.
-    assert fold_spaces(text) == re.sub(r"\s+", " ", text)

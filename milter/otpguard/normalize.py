@@ -15,12 +15,12 @@ _INVISIBLE = (
     "\u206a\u206b\u206c\u206d\u206e\u206f\u3164\ufeff\uffa0\ufff9\ufffa\ufffb"
 )
 _INVISIBLE_RE = re.compile(f"[{_INVISIBLE}\U000e0000-\U000e007f\ufe00-\ufe0f]")
-_DELETE_INVISIBLE = {ord(c): None for c in _INVISIBLE}
 # A combining mark right after a Latin letter that NFKC could not fold into it: used to
 # deface words ("Aܿmܿaܿzܿon" uses U+073F SYRIAC RWAHA).
-_STRAY_MARK_RE = re.compile(r"(?<=[A-Za-z])[\u0300-\u036f\u0483-\u0489\u0591-\u05bd\u0610-\u061a"
-                            r"\u064b-\u065f\u0711\u0730-\u074a\u07eb-\u07f3\u0816-\u082d\u08d3-\u08ff"
-                            r"\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
+_MARKS = (r"[\u0300-\u036f\u0483-\u0489\u0591-\u05bd\u0610-\u061a\u064b-\u065f\u0711\u0730-\u074a"
+          r"\u07eb-\u07f3\u0816-\u082d\u08d3-\u08ff\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+_STRAY_MARK_RE = re.compile(rf"(?<=[A-Za-z]){_MARKS}+")
+_MARK_RE = re.compile(_MARKS)  # starts with its character set: the engine skips ahead in C
 
 
 @lru_cache(maxsize=1)
@@ -54,10 +54,12 @@ def strip_invisible(text: str) -> str:
     """Drop characters that render as nothing and stray combining marks on Latin letters."""
     if text.isascii():
         return text  # all of them are outside ASCII
-    text = text.translate(_DELETE_INVISIBLE)
+    # Search before replacing: most text has none, and a search that finds nothing is cheap.
     if _INVISIBLE_RE.search(text):
         text = _INVISIBLE_RE.sub("", text)
-    return _STRAY_MARK_RE.sub("", text)
+    if _MARK_RE.search(text):
+        text = _STRAY_MARK_RE.sub("", text)
+    return text
 
 
 def count_invisible(text: str) -> int:
