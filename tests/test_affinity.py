@@ -60,6 +60,20 @@ def test_none_leaves_the_kernel_to_schedule():
     assert threads == f"[{tuple(CPUS)}]"
 
 
+@pytest.mark.skipif(len(CPUS) < 2, reason="one CPU: nothing to choose between")
+def test_a_denied_sched_setaffinity_is_reported_not_claimed():
+    # As under a seccomp filter that denies it (the shipped unit re-allows it on purpose).
+    deny = ("import os, sys\n"
+            "def _denied(*a): raise PermissionError(1, 'Operation not permitted')\n"
+            "os.sched_setaffinity = _denied\n"
+            "from otpguard import logs; logs.setup('info', 'logfmt', stream=sys.stderr)\n")
+    res = subprocess.run([sys.executable, "-c", deny + PROBE, "auto"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "milter")})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["None", f"[{tuple(CPUS)}]"]
+    assert "event=cpu_affinity_unchanged" in res.stderr and "Operation not permitted" in res.stderr
+
+
 def test_a_list_of_unavailable_cpus_changes_nothing():
     pinned, threads = _probe("4000")
     assert pinned == "None"

@@ -344,6 +344,11 @@ def test_unit_static_hardening() -> None:
     for path in " ".join(svc.get("ReadWritePaths", [])).split():
         assert path.lstrip("-") not in ("/", "/var", "/etc", "/usr", "/home", "/var/spool", "/run"), path
     assert "multi-user.target" in unit["Install"]["WantedBy"]
+    # Resource syscalls are denied, except the one milter.cpu_affinity ("auto" by default) needs.
+    filters = svc["SystemCallFilter"]
+    assert filters[0] == "@system-service" and "~@privileged @resources" in filters
+    assert MilterConfig().cpu_affinity == "auto"
+    assert filters.index("sched_setaffinity") > filters.index("~@privileged @resources")
 
 
 def test_systemd_analyze_verify(tmp_path: Path) -> None:

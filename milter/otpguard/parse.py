@@ -439,7 +439,8 @@ def message_from_bytes(raw: bytes) -> Message:
         return email.message_from_string(text)
     msg = Message()
     pieces = _LINE_END.split(head)  # line, line end, line, ..., line
-    name = value = None
+    name: str | None = None
+    value = ""
     for i in range(0, len(pieces), 2):
         line = pieces[i]
         if line[:1] in (" ", "\t"):

@@ -309,11 +309,16 @@ def pin_cpus(spec: str) -> tuple[int, ...] | None:
         tids = [int(t) for t in os.listdir("/proc/self/task")]
     except OSError:
         tids = [0]
+    pinned, problem = 0, ""
     for tid in tids:
         try:
             os.sched_setaffinity(tid, cpus)
-        except OSError:  # a thread that just ended
-            continue
+            pinned += 1
+        except OSError as exc:  # a thread that just ended, or a seccomp filter that denies it
+            problem = str(exc)
+    if not pinned:
+        logs.event("cpu_affinity_unchanged", logging.WARNING, setting=spec, problem=problem)
+        return None
     return tuple(sorted(cpus))
 
 
