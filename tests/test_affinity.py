@@ -28,7 +28,9 @@ def _thread_cpus(pid: int) -> dict[int, set[int]]:
 
 PROBE = """
 import os, sys, threading
+from otpguard import logs
 from otpguard.serve import pin_cpus
+logs.setup("info", "logfmt", stream=sys.stderr)
 stop = threading.Event()
 before = threading.Thread(target=stop.wait); before.start()   # a thread older than the pinning
 print(pin_cpus(sys.argv[1]))
@@ -39,23 +41,24 @@ stop.set()
 """
 
 
-def _probe(spec: str) -> tuple[str, str]:
-    res = subprocess.run([sys.executable, "-c", PROBE, spec], capture_output=True, text=True, timeout=60,
+def _probe(spec: str, prelude: str = "") -> tuple[str, str, str]:
+    """What pin_cpus(spec) returned, each thread's CPUs afterwards, and the log (stderr)."""
+    res = subprocess.run([sys.executable, "-c", prelude + PROBE, spec], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(ROOT / "milter")})
     assert res.returncode == 0, res.stderr
     pinned, threads = res.stdout.splitlines()
-    return pinned, threads
+    return pinned, threads, res.stderr
 
 
 @pytest.mark.skipif(len(CPUS) < 2, reason="one CPU: nothing to choose between")
 def test_auto_pins_every_thread_old_and_new_to_one_cpu():
-    pinned, threads = _probe("auto")
+    pinned, threads, _ = _probe("auto")
     assert pinned == f"({CPUS[-1]},)"
     assert threads == f"[({CPUS[-1]},)]"
 
 
 def test_none_leaves_the_kernel_to_schedule():
-    pinned, threads = _probe("none")
+    pinned, threads, _ = _probe("none")
     assert pinned == "None"
     assert threads == f"[{tuple(CPUS)}]"
 
@@ -63,26 +66,23 @@ def test_none_leaves_the_kernel_to_schedule():
 @pytest.mark.skipif(len(CPUS) < 2, reason="one CPU: nothing to choose between")
 def test_a_denied_sched_setaffinity_is_reported_not_claimed():
     # As under a seccomp filter that denies it (the shipped unit re-allows it on purpose).
-    deny = ("import os, sys\n"
+    deny = ("import os\n"
             "def _denied(*a): raise PermissionError(1, 'Operation not permitted')\n"
-            "os.sched_setaffinity = _denied\n"
-            "from otpguard import logs; logs.setup('info', 'logfmt', stream=sys.stderr)\n")
-    res = subprocess.run([sys.executable, "-c", deny + PROBE, "auto"], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PYTHONPATH": str(ROOT / "milter")})
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines() == ["None", f"[{tuple(CPUS)}]"]
-    assert "event=cpu_affinity_unchanged" in res.stderr and "Operation not permitted" in res.stderr
+            "os.sched_setaffinity = _denied\n")
+    pinned, threads, log = _probe("auto", deny)
+    assert (pinned, threads) == ("None", f"[{tuple(CPUS)}]")
+    assert "event=cpu_affinity_unchanged" in log and "Operation not permitted" in log
 
 
 def test_a_list_of_unavailable_cpus_changes_nothing():
-    pinned, threads = _probe("4000")
-    assert pinned == "None"
-    assert threads == f"[{tuple(CPUS)}]"
+    pinned, threads, log = _probe("4000")
+    assert (pinned, threads) == ("None", f"[{tuple(CPUS)}]")
+    assert "event=cpu_affinity_unchanged" in log and "none of these CPUs is available" in log
 
 
 @pytest.mark.skipif(len(CPUS) < 2, reason="one CPU: nothing to choose between")
 def test_running_milter_threads_share_the_configured_cpu():
-    """The shipped "auto": libmilter's threads, the metrics thread and the analysis workers alike."""
+    """The shipped "auto" in `otpguard serve`: every thread it runs at start, libmilter's included."""
     work = shared_tmpdir("otpguard-affinity-")
     try:
         sock = f"unix:{work}/m.sock"
