@@ -72,13 +72,13 @@ def main() -> int:
     ap.add_argument("--socket", required=True, help="unix:/path or inet:HOST:PORT (Postfix spelling)")
     ap.add_argument("--config", help="otpguard config: only milter.cpu_affinity is used")
     args = ap.parse_args()
-    if args.config:
-        pin_cpus(load_config(args.config).milter.cpu_affinity)
+    cpus = pin_cpus(load_config(args.config).milter.cpu_affinity) if args.config else None
 
     def listening() -> None:
         if args.socket.startswith("unix:"):
             os.chmod(args.socket[5:], 0o666)  # the benchmark's Postfix runs as user postfix
-        print("event=listening milter=bare", file=sys.stderr, flush=True)
+        print(f"event=listening milter=bare cpus={','.join(map(str, cpus)) if cpus else 'any'}", file=sys.stderr,
+              flush=True)
 
     # otpguard's own libmilter set-up (same callbacks, flags and timeout), with this class.
     adapter.OtpGuardMilter = Bare  # type: ignore[misc]

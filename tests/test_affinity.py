@@ -80,6 +80,12 @@ def test_a_list_of_unavailable_cpus_changes_nothing():
     assert "event=cpu_affinity_unchanged" in log and "none of these CPUs is available" in log
 
 
+def test_cpus_not_available_are_left_out_and_said():
+    pinned, threads, log = _probe(f"{CPUS[0]},4000")
+    assert (pinned, threads) == (f"({CPUS[0]},)", f"[({CPUS[0]},)]")
+    assert "event=cpu_affinity_narrowed" in log and "not available: [4000]" in log
+
+
 @pytest.mark.skipif(len(CPUS) < 2, reason="one CPU: nothing to choose between")
 def test_running_milter_threads_share_the_configured_cpu():
     """The shipped "auto" in `otpguard serve`: every thread it runs at start, libmilter's included."""
@@ -92,7 +98,7 @@ def test_running_milter_threads_share_the_configured_cpu():
             cpus = _thread_cpus(server.pid)
             assert len(cpus) >= 3  # main, libmilter's listener, ... all of them checked
             assert set(map(frozenset, cpus.values())) == {frozenset({CPUS[-1]})}
-            assert "cpu_affinity" in (work / "m.log").read_text()
+            assert f"event=cpu_affinity cpus={CPUS[-1]} " in (work / "m.log").read_text()
         finally:
             assert server.stop() == 0
     finally:

@@ -74,6 +74,8 @@ def test_every_symbol_has_a_shipped_weight():
     ('[general]\nbrands = ["brands/nope.toml"]\n', "general.brands"),
     ('[milter]\ncpu_affinity = "first"\n', "milter.cpu_affinity"),
     ('[milter]\ncpu_affinity = "3-1"\n', "milter.cpu_affinity"),
+    ('[milter]\ncpu_affinity = "\u00b2"\n', "milter.cpu_affinity"),
+    ('[milter]\ncpu_affinity = "0-99999999"\n', "milter.cpu_affinity"),
 ])
 def test_bad_values_name_the_key_and_file(tmp_path, text, key):
     path = _write(tmp_path, text)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from otpguard.checks.base import lure_patterns
 from otpguard.normalize import clean
 from otpguard.parse import parse_message
-from otpguard.vocabulary import LURES, _has_top_level_bar, compile_kind
+from otpguard.vocabulary import LURES, _word_bounded, compile_kind
 
 
 def _kinds(config) -> dict[str, list[str]]:
@@ -26,11 +26,12 @@ def _plain(patterns: list[str]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{p})" for p in patterns))
 
 
-def _starts(pattern: re.Pattern[str], text: str) -> list[int]:
-    """Where a match starts, searching from every position: stricter than the first match only."""
+def _matches(pattern: re.Pattern[str], text: str) -> list[tuple[int, int, str]]:
+    """Every match, searching again from each position after a match's start: where it starts,
+    where it ends and what it says (the lure evidence and the code window use all three)."""
     out, pos = [], 0
     while (m := pattern.search(text, pos)) is not None:
-        out.append(m.start())
+        out.append((m.start(), m.end(), m.group(0)))
         pos = m.start() + 1
     return out
 
@@ -45,8 +46,8 @@ def test_compiled_kinds_match_where_the_plain_alternations_match_on_real_mail(co
     for kind, patterns in _kinds(config).items():
         fast, plain = compile_kind(patterns), _plain(patterns)
         for text in texts:
-            got = _starts(fast, text)
-            assert got == _starts(plain, text), kind
+            got = _matches(fast, text)
+            assert got == _matches(plain, text), kind
             found += len(got)
     assert found > 500  # the comparison saw real lures, not only misses
 
@@ -63,20 +64,29 @@ def test_compiled_kinds_agree_on_generated_text(config, spaced, glued):
     for kind, patterns in _kinds(config).items():
         fast, plain = compile_kind(patterns), _plain(patterns)
         for text in (spaced, glued, spaced + glued):
-            assert _starts(fast, text) == _starts(plain, text), (kind, text)
+            assert _matches(fast, text) == _matches(plain, text), (kind, text)
 
 
-@pytest.mark.parametrize("pattern,bar", [
-    (r"\ba|b", True), (r"\b(?:a|b)", False), (r"\b[|]x", False), (r"\b[]|]x", False), (r"\b[^]|]x", False),
-    (r"\ba\|b", False), (r"\b(a)|(b)", True),
+def test_the_order_of_phrases_decides_as_in_the_plain_alternation():
+    # Two phrases match at the same place: the first listed wins, whether it is word-bounded or not.
+    for patterns in (["security", r"\bsecurity code\b"], [r"\bsecurity\b", "security code"]):
+        assert _matches(compile_kind(patterns), "your security code") == \
+            _matches(_plain(patterns), "your security code")
+    assert compile_kind(["security", r"\bsecurity code\b"]).search("a security code").group(0) == "security"
+
+
+@pytest.mark.parametrize("pattern,bounded", [
+    (r"\ba|b", False), (r"\b(?:a|b)", True), (r"\b[|]x", True), (r"\b[]|]x", True), (r"\b[^]|]x", True),
+    (r"\ba\|b", True), (r"\b(a)|(b)", False), (r"\b\\|x", False), (r"\bfoo(?#(|)x|y", False), (r"\\bx", False),
+    ("x", False),
 ])
-def test_top_level_alternation_is_told_apart_from_nested_and_escaped_bars(pattern, bar):
-    assert _has_top_level_bar(pattern) is bar
+def test_word_bounded_phrases_are_told_apart_from_alternations(pattern, bounded):
+    assert _word_bounded(pattern) is bounded
 
 
-def test_lure_patterns_are_the_compiled_kinds(config):
-    brand = config.brands[0]
-    for kind, pattern in lure_patterns(brand).items():
-        extra = [re.escape(clean(p)) for p in brand.extra_lures.get(kind, ())]
-        assert pattern.pattern == compile_kind(LURES.get(kind, []) + extra).pattern
-
+def test_the_checks_match_lures_with_these_compiled_kinds(config):
+    # What the equivalence tests above cover is what Context.lures runs, for every brand.
+    for brand in config.brands:
+        for kind, pattern in lure_patterns(brand).items():
+            extra = [re.escape(clean(p)) for p in brand.extra_lures.get(kind, ())]
+            assert pattern.pattern == compile_kind(LURES.get(kind, []) + extra).pattern, (brand.id, kind)

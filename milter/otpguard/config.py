@@ -5,6 +5,7 @@ silently falls back to a default. Errors name the file and the dotted key.
 """
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,6 +205,9 @@ class _Section:
             raise ConfigError(self.file, self.key(extra[0]), "unknown key")
 
 
+MAX_CPU = 8191  # no kernel built with the usual CONFIG_NR_CPUS has more; bounds a range like "0-9999999"
+
+
 def cpu_list(spec: str) -> tuple[int, ...] | None:
     """milter.cpu_affinity as CPU numbers: None for "auto", () for "none", else "2,3" or "0-1"."""
     spec = spec.strip().lower()
@@ -213,12 +217,15 @@ def cpu_list(spec: str) -> tuple[int, ...] | None:
         return ()
     cpus: set[int] = set()
     for item in spec.split(","):
-        first, dash, last = item.strip().partition("-")
-        if not first.isdigit() or (dash and not last.isdigit()):
+        m = re.fullmatch(r"\s*([0-9]+)(?:-([0-9]+))?\s*", item)
+        if m is None:
             raise ValueError('must be "auto", "none" or CPU numbers such as "3", "2,3" or "0-1"')
-        lo, hi = int(first), int(last) if dash else int(first)
-        if hi < lo or hi > 4095:
-            raise ValueError(f"bad CPU range {item.strip()!r}")
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) is not None else lo
+        if hi < lo:
+            raise ValueError(f"bad CPU range {item.strip()!r}: the first CPU must not be above the last")
+        if hi > MAX_CPU:
+            raise ValueError(f"CPU {hi} is above {MAX_CPU}")
         cpus.update(range(lo, hi + 1))
     return tuple(sorted(cpus))
 

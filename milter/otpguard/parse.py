@@ -437,6 +437,9 @@ def message_from_bytes(raw: bytes) -> Message:
     head = text[: end.start()] if end is not None else ""
     if not head or "\r" in head.replace("\r\n", ""):
         return email.message_from_string(text)
+    lowered = head.lower()
+    if "multipart/" in lowered or "message/" in lowered:  # most likely a container: no double work
+        return email.message_from_string(text)
     msg = Message()
     pieces = _LINE_END.split(head)  # line, line end, line, ..., line
     name: str | None = None

@@ -288,12 +288,24 @@ def pin_cpus(spec: str) -> tuple[int, ...] | None:
 
     "auto" keeps the milter on one CPU: under the GIL one thread at a time runs Python, and
     libmilter's threads spread over several CPUs pay a cross-CPU wake-up for every hand-off
-    of it (bench/milter_cpu.py measures the difference). Threads started later inherit it.
+    of it (bench/milter_cpu.py measures the difference). Call it before starting threads:
+    those started later inherit it, one started during the call might not.
     """
     wanted = cpu_list(spec)
-    if wanted == () or not hasattr(os, "sched_setaffinity"):
+    if wanted == ():
         return None
-    allowed = os.sched_getaffinity(0)
+
+    def unchanged(problem: str) -> None:
+        logs.event("cpu_affinity_unchanged", logging.WARNING, setting=spec, problem=problem)
+
+    if not hasattr(os, "sched_setaffinity"):
+        unchanged("this system cannot set CPU affinity")
+        return None
+    try:
+        allowed = os.sched_getaffinity(0)
+    except OSError as exc:
+        unchanged(str(exc))
+        return None
     if wanted is None:
         if len(allowed) < 2:
             return None
@@ -302,23 +314,23 @@ def pin_cpus(spec: str) -> tuple[int, ...] | None:
     else:
         cpus = set(wanted) & allowed
         if not cpus:
-            logs.event("cpu_affinity_unchanged", logging.WARNING, setting=spec,
-                       problem=f"none of these CPUs is available (available: {sorted(allowed)})")
+            unchanged(f"none of these CPUs is available (available: {sorted(allowed)})")
             return None
+        if cpus != set(wanted):
+            logs.event("cpu_affinity_narrowed", logging.WARNING, setting=spec, using=sorted(cpus),
+                       problem=f"not available: {sorted(set(wanted) - allowed)}")
     try:
         tids = [int(t) for t in os.listdir("/proc/self/task")]
     except OSError:
         tids = [0]
-    pinned, problem = 0, ""
     for tid in tids:
         try:
             os.sched_setaffinity(tid, cpus)
-            pinned += 1
-        except OSError as exc:  # a thread that just ended, or a seccomp filter that denies it
-            problem = str(exc)
-    if not pinned:
-        logs.event("cpu_affinity_unchanged", logging.WARNING, setting=spec, problem=problem)
-        return None
+        except ProcessLookupError:  # a thread that ended meanwhile
+            continue
+        except OSError as exc:  # e.g. a seccomp filter that denies the call
+            unchanged(str(exc))
+            return None
     return tuple(sorted(cpus))
 
 

@@ -6,6 +6,7 @@ never a sentence from one sample.
 """
 from __future__ import annotations
 
+import itertools
 import re
 
 _W = r"(?:\s*)"  # Japanese and Chinese have no spaces; Latin phrases use " " after clean()
@@ -152,9 +153,11 @@ CALL_WORDS = re.compile(
 CODE_TOKEN = re.compile(r"(?<![\w#/.:-])(?:\d{3}[ -]?\d{3}|\d{4,8})(?![\w/:-]|[.,]\d)")
 
 
-def _has_top_level_bar(pattern: str) -> bool:
-    """Does the pattern alternate at its top level ("\\ba|b")?"""
-    depth, i, in_class = 0, 0, False
+def _word_bounded(pattern: str) -> bool:
+    """Is the pattern "\\b" followed by a sequence (no alternation at its top level)?"""
+    if not pattern.startswith(r"\b"):
+        return False
+    depth, i, in_class = 0, 2, False
     while i < len(pattern):
         c = pattern[i]
         if c == "\\":
@@ -167,24 +170,30 @@ def _has_top_level_bar(pattern: str) -> bool:
             # A ] right after [ or [^ is a member of the class, not its end.
             i += 1 if pattern[i + 1:i + 2] == "]" else 2 if pattern[i + 1:i + 3] == "^]" else 0
         elif c == "(":
+            if pattern[i + 1:i + 3] in ("?#", "?x"):  # comments and verbose mode: not worth parsing
+                return False
             depth += 1
         elif c == ")":
             depth -= 1
         elif c == "|" and depth == 0:
-            return True
+            return False
         i += 1
-    return False
+    return True
 
 
 def compile_kind(patterns: list[str] | tuple[str, ...]) -> re.Pattern[str]:
     """One alternation per lure kind: a single pass over the text finds the kind.
 
-    The phrases that start at a word boundary share one leading \\b: Python's regex engine
-    then tries them only where a word starts instead of trying each one at every character
-    (3-11x faster on real mail; the same match positions, tests/test_checks.py).
+    Neighbouring phrases that start at a word boundary share one leading \\b: Python's regex
+    engine then tries them only where a word starts instead of trying each one at every
+    character (each kind 2.5-8x faster on real mail). The order of the phrases is kept, so
+    every match is the same text at the same place as with the plain alternation
+    (tests/test_vocabulary.py).
     """
-    bounded = [p[2:] for p in patterns if p.startswith(r"\b") and not _has_top_level_bar(p)]
-    free = [p for p in patterns if not (p.startswith(r"\b") and not _has_top_level_bar(p))]
-    parts = [r"\b(?:" + "|".join(f"(?:{p})" for p in bounded) + ")"] if bounded else []
-    parts += [f"(?:{p})" for p in free]
+    parts: list[str] = []
+    for bounded, run in itertools.groupby(patterns, key=_word_bounded):
+        if bounded:
+            parts.append(r"\b(?:" + "|".join(f"(?:{p[2:]})" for p in run) + ")")
+        else:
+            parts += [f"(?:{p})" for p in run]
     return re.compile("|".join(parts))
