@@ -578,7 +578,8 @@ def _part(part: Message, limits: AnalysisConfig, keep, texts, att_texts, links, 
           defects) -> None:
     ctype = (part.get_content_type() or "text/plain").lower()
     disposition = (part.get("Content-Disposition") or "").lower()
-    filename = decode_header_value(part.get_filename() or "") if part.get_filename() else ""
+    raw_name = part.get_filename()  # parses the header parameters each time: once here
+    filename = decode_header_value(raw_name) if raw_name else ""
     encoded = part.get_payload()
     if isinstance(encoded, str) and len(encoded) > limits.max_part_bytes * 2:
         # Decode no more than the part cap: decoding first and cutting later would hold the
