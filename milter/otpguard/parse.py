@@ -422,25 +422,72 @@ _HTML_SNIFF = re.compile(rb"<\s*(?:html|body|div|table|a\s|p[\s>]|br|span|font)"
 _FIELD_LINE = re.compile(r"[\041-\071\073-\176]+:")
 _HEADER_END = re.compile(r"\r?\n\r?\n")
 _LINE_END = re.compile(r"(\r\n|\n)")
+_BARE_CR = re.compile(r"\r(?!\n)")
+_EOL_AT_END = re.compile(r"\r?\n\Z")
+_MAX_SHORTCUT_DEPTH = 20
+
+
+class _Unsure(Exception):
+    """The shortcut cannot vouch for this shape: the stdlib parses the message."""
 
 
 def message_from_bytes(raw: bytes) -> Message:
     """email.message_from_bytes(raw): the same Message, built without the feed parser when
-    the message is one part with well-formed header lines.
+    every header block is well formed and every multipart well delimited.
 
-    The feed parser walks every line of the body in Python; a single part's payload is just
-    the text after the blank line. What the shortcut is not sure of (multipart and message/*
-    types, bare CR or odd lines in the header, no blank line) goes to the stdlib.
+    The feed parser walks every line in Python and compiles a regex per boundary; here a
+    part's payload is a slice between boundary lines found by str.find. What the shortcut is
+    not sure of (message/* types, digests, a bare CR where lines matter, odd header lines, no
+    blank line after a header block, missing or doubled boundaries, unusual encodings of a
+    multipart, deep nesting) goes to the stdlib, which then builds the whole message.
     """
     text = raw.decode("ascii", "surrogateescape")  # as BytesParser does
-    end = _HEADER_END.search(text)
-    head = text[: end.start()] if end is not None else ""
-    if not head or "\r" in head.replace("\r\n", ""):
+    try:
+        return _shortcut(text, 0, len(text), 0)
+    except (_Unsure, RecursionError):
         return email.message_from_string(text)
-    lowered = head.lower()
-    if "multipart/" in lowered or "message/" in lowered:  # most likely a container: no double work
-        return email.message_from_string(text)
+
+
+def _shortcut(text: str, start: int, end: int, depth: int) -> Message:
+    """The message or part in text[start:end] (start is at the beginning of a line)."""
+    sep = _HEADER_END.search(text, start, end)
+    if sep is None or sep.start() == start or depth > _MAX_SHORTCUT_DEPTH:
+        raise _Unsure
     msg = Message()
+    _header_fields(msg, text[start:sep.start()])
+    body = sep.end()
+    maintype = msg.get_content_maintype()
+    if maintype == "message":
+        raise _Unsure
+    # In a part, the line end before the next boundary belongs to the boundary (RFC 2046).
+    part_end = _strip_eol if depth else (lambda value: value)
+    if maintype != "multipart":
+        msg.set_payload(part_end(text[body:end]))
+        return msg
+    boundary = msg.get_boundary()
+    if (boundary is None or msg.get_content_type() == "multipart/digest"
+            or str(msg.get("content-transfer-encoding", "8bit")).lower() not in ("7bit", "8bit", "binary")
+            or _BARE_CR.search(text, body, end)):
+        raise _Unsure
+    lines = _boundary_lines(text, "--" + boundary, body, end)
+    if len(lines) < 2 or lines[0][2] or not lines[-1][2]:
+        raise _Unsure  # no start boundary, no part, or no close boundary: defects
+    if lines[0][0] > body:
+        # RFC 2046: the line end before a boundary belongs to the boundary.
+        msg.preamble = _strip_eol(text[body:lines[0][0]])
+    for (_, first, _), (last, _, _) in zip(lines, lines[1:]):
+        if first == last:
+            raise _Unsure  # doubled boundary lines: the stdlib skips them its own way
+        msg.attach(_shortcut(text, first, last, depth + 1))
+    epilogue = text[lines[-1][1]:end]
+    msg.epilogue = (part_end(epilogue) if epilogue else None) if depth else epilogue
+    return msg
+
+
+def _header_fields(msg: Message, head: str) -> None:
+    """Set msg's header fields from a header block as compat32 does; _Unsure on odd lines."""
+    if _BARE_CR.search(head):
+        raise _Unsure
     pieces = _LINE_END.split(head)  # line, line end, line, ..., line
     name: str | None = None
     value = ""
@@ -448,7 +495,7 @@ def message_from_bytes(raw: bytes) -> Message:
         line = pieces[i]
         if line[:1] in (" ", "\t"):
             if name is None:
-                return email.message_from_string(text)
+                raise _Unsure
             value += pieces[i - 1] + line  # continuation lines keep their line ends (compat32)
         elif _FIELD_LINE.match(line):
             if name is not None:
@@ -456,12 +503,41 @@ def message_from_bytes(raw: bytes) -> Message:
             name, value = line.split(":", 1)
             value = value.lstrip(" \t")
         else:
-            return email.message_from_string(text)
-    msg.set_raw(name, value)
-    if msg.get_content_maintype() in ("multipart", "message"):
-        return email.message_from_string(text)
-    msg.set_payload(text[end.end():])
-    return msg
+            raise _Unsure
+    if name is not None:
+        msg.set_raw(name, value)
+
+
+def _boundary_lines(text: str, sep: str, start: int, end: int) -> list[tuple[int, int, bool]]:
+    """(line start, line end, is the close boundary) of each boundary line, up to the close one.
+
+    A boundary line is sep, optionally "--", optionally spaces and tabs, then the line end or
+    the end of the text (the feed parser's boundaryre, line by line).
+    """
+    out: list[tuple[int, int, bool]] = []
+    i = text.find(sep, start, end)
+    while i != -1:
+        if i == start or text[i - 1] == "\n":
+            j = i + len(sep)
+            close = text.startswith("--", j, end)
+            k = j + 2 if close else j
+            while k < end and text[k] in " \t":
+                k += 1
+            if k == end or text[k] == "\n" or text.startswith("\r\n", k, end):
+                line_end = k if k == end else k + (1 if text[k] == "\n" else 2)
+                out.append((i, line_end, close))
+                if close:
+                    return out
+                i = text.find(sep, line_end, end)
+                continue
+        i = text.find(sep, i + 1, end)
+    return out
+
+
+def _strip_eol(value: str) -> str:
+    """value without one line end at its end."""
+    m = _EOL_AT_END.search(value)
+    return value[: m.start()] if m else value
 
 
 def parse_message(raw: bytes, limits: AnalysisConfig) -> ParsedMessage:
