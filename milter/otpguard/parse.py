@@ -423,7 +423,6 @@ _FIELD_LINE = re.compile(r"[\041-\071\073-\176]+:")
 _HEADER_END = re.compile(r"\r?\n\r?\n")
 _LINE_END = re.compile(r"(\r\n|\n)")
 _BARE_CR = re.compile(r"\r(?!\n)")
-_EOL_AT_END = re.compile(r"\r?\n\Z")
 _MAX_SHORTCUT_DEPTH = 20
 
 
@@ -535,9 +534,10 @@ def _boundary_lines(text: str, sep: str, start: int, end: int) -> list[tuple[int
 
 
 def _strip_eol(value: str) -> str:
-    """value without one line end at its end."""
-    m = _EOL_AT_END.search(value)
-    return value[: m.start()] if m else value
+    """value without one line end at its end (no bare CR gets here)."""
+    if value.endswith("\r\n"):
+        return value[:-2]
+    return value[:-1] if value.endswith("\n") else value
 
 
 def parse_message(raw: bytes, limits: AnalysisConfig) -> ParsedMessage:
