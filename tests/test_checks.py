@@ -20,6 +20,14 @@ def test_lookalike_sender_with_otp_is_phish(engine):
     assert d.code_mail
 
 
+def test_a_boundary_parameter_the_stdlib_cannot_read_hides_nothing(engine):
+    # A mangled RFC 2231 boundary ("boundary*; boundary*1=...") makes Python's email package
+    # raise: the sender, subject and body must still be analysed, not dropped as unparsable.
+    d = engine.analyse(mail("mangled_boundary_parameter.eml"), _env())
+    assert d.level is Level.PHISH
+    assert {"LOOKALIKE_FROM_DOMAIN", "BRAND_DISPLAY_NAME", "ACCOUNT_LOCKED_LURE", "LINK_LOOKALIKE_DOMAIN"} <= symbols(d)
+
+
 def test_japanese_display_name_spoof_is_phish(engine):
     d = engine.analyse(mail("display_name_spoof_ja_iso2022jp.eml"), _env())
     assert d.level is Level.PHISH

@@ -250,3 +250,17 @@ def _multipart_mail(draw) -> bytes:
 @given(_multipart_mail())
 def test_shortcut_agrees_with_the_stdlib_on_multipart_shapes(raw):
     assert _same_message(message_from_bytes(raw), email.message_from_bytes(raw)), raw
+
+
+def test_boundaries_holding_a_line_break_are_left_to_the_stdlib():
+    # A folded quoted boundary, or %0A / %0D%0A in an RFC 2231 one, can never match a line.
+    for raw in (b'Content-Type:multipart/x;boundary*=%0A1\n\n--\n1\nA:\n\n--\n1--',
+                b'Content-Type:multipart/x;boundary="\n 1"\n\n--\n 1\nA:\n\n--\n 1--',
+                b"Content-Type:multipart/x;boundary*=''a%0D%0Ab\r\n\r\n--a\r\nb\r\nA: 1\r\n\r\nx\r\n--a\r\nb--\r\n"):
+        assert _same_message(message_from_bytes(raw), email.message_from_bytes(raw)), raw
+
+
+def test_a_boundary_made_of_dashes_splits_as_the_stdlib_does():
+    raw = (b'Content-Type: multipart/mixed; boundary="--"\r\n\r\n' + b"-" * 5000 + b"\r\n----\r\nA: 1\r\n\r\n"
+           + b"-" * 5000 + b"\r\n------\r\n")
+    assert _same_message(message_from_bytes(raw), email.message_from_bytes(raw))

@@ -8,10 +8,12 @@ from __future__ import annotations
 import codecs
 import email
 import email.errors
+import email.parser
 import io
 import re
 import zipfile
 from dataclasses import dataclass
+from typing import Callable
 from email.header import decode_header
 from email.message import Message
 from email.utils import getaddresses
@@ -423,6 +425,7 @@ _FIELD_LINE = re.compile(r"[\041-\071\073-\176]+:")
 _HEADER_END = re.compile(r"\r?\n\r?\n")
 _LINE_END = re.compile(r"(\r\n|\n)")
 _BARE_CR = re.compile(r"\r(?!\n)")
+_BOUNDARY_TAIL = re.compile(r"(--)?[ \t]*(?:\r\n|\n|\Z)")  # what may follow "--boundary" on its line
 _MAX_SHORTCUT_DEPTH = 20
 
 
@@ -443,8 +446,8 @@ def message_from_bytes(raw: bytes) -> Message:
     text = raw.decode("ascii", "surrogateescape")  # as BytesParser does
     try:
         return _shortcut(text, 0, len(text), 0)
-    except (_Unsure, RecursionError):
-        return email.message_from_string(text)
+    except Exception:  # noqa: BLE001 - _Unsure, deep recursion, or a header the stdlib chokes on
+        return email.message_from_string(text)  # which then raises as the stdlib does
 
 
 def _shortcut(text: str, start: int, end: int, depth: int) -> Message:
@@ -464,7 +467,8 @@ def _shortcut(text: str, start: int, end: int, depth: int) -> Message:
         msg.set_payload(part_end(text[body:end]))
         return msg
     boundary = msg.get_boundary()
-    if (boundary is None or msg.get_content_type() == "multipart/digest"
+    if (boundary is None or "\n" in boundary or "\r" in boundary  # folded or %0A: never a line
+            or msg.get_content_type() == "multipart/digest"
             or str(msg.get("content-transfer-encoding", "8bit")).lower() not in ("7bit", "8bit", "binary")
             or _BARE_CR.search(text, body, end)):
         raise _Unsure
@@ -510,26 +514,27 @@ def _header_fields(msg: Message, head: str) -> None:
 def _boundary_lines(text: str, sep: str, start: int, end: int) -> list[tuple[int, int, bool]]:
     """(line start, line end, is the close boundary) of each boundary line, up to the close one.
 
-    A boundary line is sep, optionally "--", optionally spaces and tabs, then the line end or
-    the end of the text (the feed parser's boundaryre, line by line).
+    A boundary line starts with sep, then optionally "--", spaces and tabs, then the line end
+    or the end of the text (the feed parser's boundaryre, line by line). Only line starts are
+    looked at ("\\n" + sep), so text full of sep inside lines costs a C search, not a loop.
     """
     out: list[tuple[int, int, bool]] = []
-    i = text.find(sep, start, end)
+    after_line_end = "\n" + sep
+    if text.startswith(sep, start, end):
+        i = start
+    else:
+        found = text.find(after_line_end, start, end)
+        i = found + 1 if found != -1 else -1
     while i != -1:
-        if i == start or text[i - 1] == "\n":
-            j = i + len(sep)
-            close = text.startswith("--", j, end)
-            k = j + 2 if close else j
-            while k < end and text[k] in " \t":
-                k += 1
-            if k == end or text[k] == "\n" or text.startswith("\r\n", k, end):
-                line_end = k if k == end else k + (1 if text[k] == "\n" else 2)
-                out.append((i, line_end, close))
-                if close:
-                    return out
-                i = text.find(sep, line_end, end)
-                continue
-        i = text.find(sep, i + 1, end)
+        tail = _BOUNDARY_TAIL.match(text, i + len(sep), end)
+        if tail is not None:
+            out.append((i, tail.end(), tail.group(1) is not None))
+            if tail.group(1) is not None:
+                return out
+            found = text.find(after_line_end, tail.end() - 1, end)  # its own "\n" may lead on
+        else:
+            found = text.find(after_line_end, i, end)
+        i = found + 1 if found != -1 else -1
     return out
 
 
@@ -556,9 +561,9 @@ def _parse_message(raw: bytes, limits: AnalysisConfig) -> ParsedMessage:
         raw = raw.split(b"\n", 1)[1]  # mbox envelope line, not a header
     try:
         msg = message_from_bytes(raw)
-    except Exception as exc:  # noqa: BLE001 - the parser is lenient, but be safe
+    except Exception as exc:  # noqa: BLE001 - the stdlib raises on a few malformed parameters
         defects.append(f"unparsable: {type(exc).__name__}")
-        msg = Message()
+        msg = _header_fields_only(raw)
 
     headers: list[tuple[str, str]] = []
     raw_values: dict[str, list[str]] = {}
@@ -626,6 +631,24 @@ def _parse_message(raw: bytes, limits: AnalysisConfig) -> ParsedMessage:
     )
 
 
+def _parameter(read: Callable[[], str | None]) -> str | None:
+    """A header parameter, or None where the stdlib's RFC 2231 decoding raises on a mangled one."""
+    try:
+        return read()
+    except Exception:  # noqa: BLE001 - e.g. TypeError on "boundary*; boundary*1=..."
+        return None
+
+
+def _header_fields_only(raw: bytes) -> Message:
+    """The header fields, and the body as one unsplit payload: what is left to analyse when the
+    stdlib cannot build the message (a mangled RFC 2231 boundary makes get_boundary() raise).
+    Sender, subject and body text must not vanish just because the structure is broken."""
+    try:
+        return email.parser.BytesParser().parsebytes(raw, headersonly=True)
+    except Exception:  # noqa: BLE001
+        return Message()
+
+
 def _walk(msg: Message, limits: AnalysisConfig, defects: list[str]) -> list[Message]:
     """Leaf parts, depth-first, bounded in depth and count (iterative: no recursion limit)."""
     leaves: list[Message] = []
@@ -654,7 +677,7 @@ def _part(part: Message, limits: AnalysisConfig, keep, texts, att_texts, links, 
           defects) -> None:
     ctype = (part.get_content_type() or "text/plain").lower()
     disposition = (part.get("Content-Disposition") or "").lower()
-    raw_name = part.get_filename()  # parses the header parameters each time: once here
+    raw_name = _parameter(part.get_filename)
     filename = decode_header_value(raw_name) if raw_name else ""
     encoded = part.get_payload()
     if isinstance(encoded, str) and len(encoded) > limits.max_part_bytes * 2:
@@ -673,10 +696,15 @@ def _part(part: Message, limits: AnalysisConfig, keep, texts, att_texts, links, 
     if size > limits.max_part_bytes:
         defects.append(f"part truncated: {ctype}")
         data = data[: limits.max_part_bytes]
-    charset = part.get_content_charset()
+    charset = _parameter(part.get_content_charset)
     is_attachment = "attachment" in disposition or (bool(filename) and not ctype.startswith("text/"))
     fname = filename.lower()
 
+    if ctype.startswith("multipart/") and isinstance(part.get_payload(), str):
+        # A multipart the parser could not split (no boundary, a broken one): its raw text is
+        # still what the reader may see, so it is read as plain text rather than skipped.
+        defects.append("multipart read as text")
+        ctype = "text/plain"
     if ctype == "message/rfc822" or ctype.startswith("multipart/"):
         return  # encapsulated message payloads are walked as parts by the parser
     if ctype == "text/html" or fname.endswith((".htm", ".html", ".shtml")):
