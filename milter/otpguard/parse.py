@@ -700,12 +700,12 @@ def _part(part: Message, limits: AnalysisConfig, keep, texts, att_texts, links, 
     is_attachment = "attachment" in disposition or (bool(filename) and not ctype.startswith("text/"))
     fname = filename.lower()
 
-    if ctype.startswith("multipart/") and isinstance(part.get_payload(), str):
-        # A multipart the parser could not split (no boundary, a broken one): its raw text is
-        # still what the reader may see, so it is read as plain text rather than skipped.
+    if ctype.startswith("multipart/"):
+        # _walk hands over only multiparts the parser could not split (no boundary, a broken
+        # one): their raw text is still what the reader may see, so it is read as plain text.
         defects.append("multipart read as text")
         ctype = "text/plain"
-    if ctype == "message/rfc822" or ctype.startswith("multipart/"):
+    if ctype == "message/rfc822":
         return  # encapsulated message payloads are walked as parts by the parser
     if ctype == "text/html" or fname.endswith((".htm", ".html", ".shtml")):
         html = parse_html(decode_bytes(data, charset), limits.max_links)
