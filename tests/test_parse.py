@@ -6,13 +6,13 @@ import email.header
 import email.message
 from email.utils import getaddresses
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import mail
 from otpguard.config import AnalysisConfig
-from otpguard.parse import (decode_bytes, decode_header_value, host_of, message_from_bytes, parse_message, rtf_text,
-                            split_address)
+from otpguard.parse import (_TRAILING_PUNCT, _URL_RE, decode_bytes, decode_header_value, host_of, message_from_bytes,
+                            parse_message, rtf_text, split_address, text_links)
 
 LIMITS = AnalysisConfig()
 
@@ -149,6 +149,35 @@ def _same_message(a: email.message.Message, b: email.message.Message) -> bool:
         return a.is_multipart() == b.is_multipart() and len(pa) == len(pb) and \
             all(_same_message(x, y) for x, y in zip(pa, pb))
     return a.get_payload() == b.get_payload() and a.get_payload(decode=True) == b.get_payload(decode=True)
+
+
+def _finditer_links(text: str, max_links: int) -> list[str]:
+    """text_links by the plain definition: every _URL_RE match in order."""
+    return [m.group(0).rstrip(_TRAILING_PUNCT) for m in _URL_RE.finditer(text)][:max_links]
+
+
+# Scheme and www pieces, case variants (U+017F is "s" to re.I, U+0130 lowers to two characters),
+# the characters that end a URL, and filler.
+_URL_PIECES = ["http", "HTTPS", "hTtPs", "ftp", "FTP", "ftps", "s", "\u017f", "\u0130", "://", ":/", "//", "www.",
+               "WWW", "w", ".", "x", "/", " ", "\n", '"', ">", ")", "]", "?", "語"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_URL_PIECES), max_size=30).map("".join), st.integers(0, 4))
+@example("a httpſ://x, b \u0130https://y", 4)
+def test_text_links_finds_what_the_url_pattern_finds(text: str, max_links: int) -> None:
+    assert [link.href for link in text_links(text, max_links)] == _finditer_links(text, max_links)
+
+
+def test_text_links_finds_what_the_url_pattern_finds_in_corpus_text(corpus):
+    files = sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix not in (".tsv", ".md"))
+    with_links = 0
+    for path in files[::3]:
+        text = parse_message(path.read_bytes(), LIMITS).text
+        found = [link.href for link in text_links(text, 1000)]
+        assert found == _finditer_links(text, 1000), path
+        with_links += bool(found)
+    assert with_links > 100  # the comparison saw real URLs, not only empty lists
 
 
 def test_shortcut_builds_the_stdlib_message_for_every_corpus_mail(corpus, monkeypatch):

@@ -251,6 +251,7 @@ _BLOCKS = ("p,div,br,td,th,tr,li,h1,h2,h3,h4,h5,h6,table,blockquote,section,arti
            "ul,ol,dd,dt,center,hr,title,form,option")
 _URL_RE = re.compile(r"""(?:(?:https?|ftp)://|www\.)[^\s<>"'\])}]+""", re.I)
 _TRAILING_PUNCT = ".,;:!?)'\""
+_WWW_RE = re.compile(r"www\.", re.I)
 
 
 @dataclass(slots=True)
@@ -298,16 +299,49 @@ def parse_html(html: str, max_links: int) -> _Html:
 
 
 def text_links(text: str, max_links: int) -> list[Link]:
-    """URLs written out in plain text."""
-    if "://" not in text and "www." not in text.lower():
-        return []  # most text has no URL: skip the case-insensitive scan, five times slower
-    links = []
-    for match in _URL_RE.finditer(text):
+    """URLs written out in plain text: what _URL_RE.finditer finds, found faster.
+
+    _URL_RE starts with a case-insensitive alternation, which the regex engine tries at every
+    position of the text. Every match holds "://" or "www.", which C-speed searches find;
+    the regex then only confirms each candidate start. Candidates come in text order and
+    one inside an earlier match is skipped, so the matches are finditer's (tested).
+    """
+    starts = []
+    colon = text.find("://")
+    while colon != -1:
+        start = _scheme_start(text, colon)
+        if start is not None:
+            starts.append(start)
+        colon = text.find("://", colon + 3)
+    if _WWW_RE.search(text):
+        starts.extend(m.start() for m in _WWW_RE.finditer(text))
+        starts.sort()
+    links: list[Link] = []
+    end = 0
+    for start in starts:
         if len(links) >= max_links:
             break
-        url = match.group(0).rstrip(_TRAILING_PUNCT)
-        links.append(Link(href=url, text="", source="text"))
+        if start < end:
+            continue  # inside the previous URL ("http://www.x", "www.x/?u=http://y")
+        match = _URL_RE.match(text, start)
+        if match is None:
+            continue  # nothing after the scheme
+        end = match.end()
+        links.append(Link(href=match.group(0).rstrip(_TRAILING_PUNCT), text="", source="text"))
     return links
+
+
+def _scheme_start(text: str, colon: int) -> int | None:
+    """Where the scheme ending at text[colon] ("://") starts, when it is one _URL_RE takes."""
+    # re.I matches U+017F (long s) as "s": lower() alone would not.
+    before = text[max(0, colon - 5):colon].lower().replace("\u017f", "s")
+    if before.endswith("https"):
+        return colon - 5
+    if before.endswith("http"):
+        return colon - 4
+    if before.endswith("ftp"):
+        return colon - 3
+    return None
 
 
 # --- attachments ----------------------------------------------------------------------------
