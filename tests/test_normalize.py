@@ -6,7 +6,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otpguard.normalize import _INVISIBLE, _STRAY_MARK_RE, fold_spaces, strip_invisible
+from otpguard.normalize import _INVISIBLE, _STRAY_MARK_RE, _skeleton_table, fold_spaces, skeleton, strip_invisible
 
 
 @settings(max_examples=3000, deadline=None)
@@ -33,3 +33,22 @@ def test_strip_invisible_is_the_plain_removal(text):
 
 def test_a_defaced_brand_name_is_mended():
     assert strip_invisible("A\u073fm\u073fa\u200bz\ufeffon") == "Amazon"
+
+
+def _table_keys(astral: bool) -> list[str]:
+    return sorted(chr(c) for c in _skeleton_table() if (c > 0xFFFF) == astral)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_table_keys(False)), st.sampled_from(_table_keys(True)),
+                          st.sampled_from(list("az09 あ語é😀"))), max_size=12).map("".join))
+def test_skeleton_is_the_whole_table_translation(text):
+    # Homoglyphs from both planes (Cyrillic, fullwidth, mathematical letters) beside text the
+    # table leaves alone (kana, kanji, accents, an emoji): the search-first shortcut must
+    # never skip a character the table maps.
+    assert skeleton(text) == text.translate(_skeleton_table())
+
+
+def test_every_mapped_character_is_found_alone_and_in_japanese_text():
+    for ch in _table_keys(False) + _table_keys(True):
+        assert skeleton(f"\u3042{ch}\u8a9e") == f"\u3042{_skeleton_table()[ord(ch)]}\u8a9e"

@@ -40,6 +40,16 @@ def _skeleton_table() -> dict[int, str]:
     return table
 
 
+@lru_cache(maxsize=1)
+def _confusable_re() -> re.Pattern[str]:
+    """Finds a character _skeleton_table may map: its BMP keys, or any astral character."""
+    # A class of the BMP keys compiles to a bitmap the engine tests in C; the astral keys
+    # (mathematical letters, mostly) would make it a list of ranges tried one by one, and
+    # astral text (emoji, mostly) is rare enough to take to str.translate as it is.
+    keys = sorted(c for c in _skeleton_table() if c <= 0xFFFF)
+    return re.compile("[" + "".join(re.escape(chr(c)) for c in keys) + "\U00010000-\U0010ffff]")
+
+
 def looks_ascii(ch: str) -> bool:
     """True for a non-ASCII character that passes for an ASCII letter or digit (a homoglyph)."""
     return ord(ch) in _skeleton_table()
@@ -91,8 +101,8 @@ def clean(text: str) -> str:
 
 def skeleton(cleaned: str) -> str:
     """Map confusable letters (Greek, Cyrillic, fullwidth, mathematical) to ASCII lowercase."""
-    if cleaned.isascii():
-        return cleaned
+    if cleaned.isascii() or _confusable_re().search(cleaned) is None:
+        return cleaned  # translate looks every character up in a dict: search first
     return cleaned.translate(_skeleton_table())
 
 
