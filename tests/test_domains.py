@@ -1,7 +1,12 @@
 """Registered domains by the bundled Public Suffix List, lookalikes, normalisation."""
 from __future__ import annotations
 
+import ipaddress
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from otpguard.domains import is_ip, lookalike, osa_distance, registered_domain
 from otpguard.normalize import clean, count_invisible, skeleton
@@ -47,6 +52,21 @@ def test_real_and_unrelated_domains_are_not_lookalikes(config, host):
 def test_ip_literals_in_all_browser_forms():
     assert is_ip("198.51.100.7") and is_ip("2001:db8::1") and is_ip("3325256711") and is_ip("0xc6.0x33.100.7")
     assert not is_ip("123.example") and not is_ip("amazon.com")
+
+
+def _is_ip_by_trying(host: str) -> bool:
+    h = host.strip("[]")
+    try:
+        ipaddress.ip_address(h)
+        return True
+    except ValueError:
+        return bool(re.fullmatch(r"(?:0x[0-9a-f]+|\d+)(?:\.(?:0x[0-9a-f]+|\d+)){1,3}|\d{8,10}", h))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=st.sampled_from("0129afx.:[]%e \u0661"), max_size=16))
+def test_ip_literal_test_agrees_with_trying_to_parse_it(host):
+    assert is_ip(host) == _is_ip_by_trying(host)
 
 
 def test_osa_distance_counts_transpositions_once():

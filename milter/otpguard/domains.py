@@ -61,6 +61,8 @@ def host_in(host: str, domains: frozenset[str] | tuple[str, ...]) -> bool:
 
 def is_ip(host: str) -> bool:
     h = host.strip("[]")
+    if ":" not in h and not h[:1].isdigit():
+        return False  # every IPv4 form starts with a digit and IPv6 has colons: no exception to pay for
     try:
         ipaddress.ip_address(h)
         return True
