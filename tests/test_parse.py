@@ -101,6 +101,17 @@ def test_deep_nesting_is_bounded_without_recursion_error():
     assert msg is not None
 
 
+def test_header_fields_are_decoded_when_read():
+    raw = ("From: a@b.example\r\nX-Note: =?utf-8?b?44K744Kt44Ol44Oq44OG44Kj?=\r\n"
+           "Received: from a\r\n\tby b\r\nReceived: from c\r\nX-Raw: caf\xc3\xa9\r\n\r\nbody\r\n").encode("latin-1")
+    msg = parse_message(raw, LIMITS)
+    assert msg.header("x-note") == msg.header("X-Note") == "\u30bb\u30ad\u30e5\u30ea\u30c6\u30a3"
+    assert msg.header_all("received") == ["from a by b", "from c"]
+    assert msg.header("x-raw") == "caf\u00e9" and msg.header("x-missing") is None
+    assert msg.headers == (("from", "a@b.example"), ("x-note", msg.header("x-note")), ("received", "from a by b"),
+                           ("received", "from c"), ("x-raw", "caf\u00e9"))
+
+
 def test_mbox_from_line_is_not_a_header(corpus):
     raw = next((corpus / "traffic" / "easy_ham").iterdir()).read_bytes()
     assert raw.startswith(b"From ")

@@ -56,7 +56,9 @@ class Attachment:
 
 @dataclass(frozen=True, slots=True)
 class ParsedMessage:
-    headers: tuple[tuple[str, str], ...]  # (lower-case name, decoded value), in order
+    # (lower-case name, value as read), in order: most fields are never looked at, so they
+    # are decoded (RFC 2047, 8-bit, unfolded) when asked for, by header(), header_all(), headers.
+    raw_headers: tuple[tuple[str, str], ...]
     from_: tuple[Address, ...]
     reply_to: tuple[Address, ...]
     sender: Address | None
@@ -71,16 +73,23 @@ class ParsedMessage:
     defects: tuple[str, ...]
     size: int
 
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """Every field as (lower-case name, decoded value), in order."""
+        return tuple((k, _decoded(v)) for k, v in self.raw_headers)
+
     def header(self, name: str) -> str | None:
+        """The first field of that name, decoded."""
         name = name.lower()
-        for k, v in self.headers:
+        for k, v in self.raw_headers:
             if k == name:
-                return v
+                return _decoded(v)
         return None
 
     def header_all(self, name: str) -> list[str]:
+        """Every field of that name, decoded, in order."""
         name = name.lower()
-        return [v for k, v in self.headers if k == name]
+        return [_decoded(v) for k, v in self.raw_headers if k == name]
 
 
 # --- charsets -------------------------------------------------------------------------------
@@ -176,6 +185,14 @@ def decode_header_value(value: str | None) -> str:
 
 
 _SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def _decoded(value: str) -> str:
+    """decode_header_value, or "" where even its fallbacks fail."""
+    try:
+        return decode_header_value(value)
+    except Exception:  # noqa: BLE001 - a header field must never fail the analysis
+        return ""
 
 
 def _surrogates_to_text(value: str) -> str:
@@ -584,7 +601,7 @@ def parse_message(raw: bytes, limits: AnalysisConfig) -> ParsedMessage:
     try:
         return _parse_message(raw, limits)
     except Exception as exc:  # noqa: BLE001 - the last net: facts unknown, but no exception
-        return ParsedMessage(headers=(), from_=(), reply_to=(), sender=None, return_path=None, subject="", text="",
+        return ParsedMessage(raw_headers=(), from_=(), reply_to=(), sender=None, return_path=None, subject="", text="",
                              attachment_text="", links=(), forms=(), attachments=(), dkim_domains=(),
                              defects=(f"unparsable: {type(exc).__name__}",), size=len(raw))
 
@@ -604,10 +621,7 @@ def _parse_message(raw: bytes, limits: AnalysisConfig) -> ParsedMessage:
     for name, value in msg.raw_items():
         key = str(name).lower()
         value = str(value)
-        try:
-            headers.append((key, decode_header_value(value)))
-        except Exception:  # noqa: BLE001
-            headers.append((key, ""))
+        headers.append((key, value))
         if key in _ADDRESS_FIELDS:
             raw_values.setdefault(key, []).append(_surrogates_to_text(value) if "=?" not in value else value)
 
@@ -618,12 +632,12 @@ def _parse_message(raw: bytes, limits: AnalysisConfig) -> ParsedMessage:
     reply_to = _addresses(values("reply-to"))
     sender = next(iter(_addresses(values("sender"))), None)
     return_path = next(iter(_addresses(values("return-path"))), None)
-    subject = next((v for k, v in headers if k == "subject"), "")
+    subject = next((_decoded(v) for k, v in headers if k == "subject"), "")
 
     dkim_domains = []
     for k, v in headers:
         if k == "dkim-signature":
-            m = _DKIM_D.search(v)
+            m = _DKIM_D.search(_decoded(v))
             if m:
                 dkim_domains.append(m.group(1).lower().rstrip("."))
 
@@ -658,7 +672,7 @@ def _parse_message(raw: bytes, limits: AnalysisConfig) -> ParsedMessage:
             if link.href not in seen:
                 links.append(link)
     return ParsedMessage(
-        headers=tuple(headers), from_=from_, reply_to=reply_to, sender=sender, return_path=return_path,
+        raw_headers=tuple(headers), from_=from_, reply_to=reply_to, sender=sender, return_path=return_path,
         subject=subject, text=text, attachment_text="\n".join(att_texts), links=tuple(links[: limits.max_links]),
         forms=tuple(forms), attachments=tuple(attachments), dkim_domains=tuple(dkim_domains),
         defects=tuple(defects), size=len(raw),
