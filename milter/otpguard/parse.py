@@ -330,9 +330,9 @@ def text_links(text: str, max_links: int) -> list[Link]:
         if start is not None:
             starts.append(start)
         colon = text.find("://", colon + 3)
-    if _WWW_RE.search(text):
-        starts.extend(m.start() for m in _WWW_RE.finditer(text))
-        starts.sort()
+    www = _www_starts(text)
+    if www:
+        starts = sorted(starts + www)
     links: list[Link] = []
     end = 0
     for start in starts:
@@ -346,6 +346,19 @@ def text_links(text: str, max_links: int) -> list[Link]:
         end = match.end()
         links.append(Link(href=match.group(0).rstrip(_TRAILING_PUNCT), text="", source="text"))
     return links
+
+
+def _www_starts(text: str) -> list[int]:
+    """Where "www." starts, in any case (what _WWW_RE finds)."""
+    low = text.lower()
+    if len(low) != len(text):  # a character lowered to two ("\u0130"): positions would shift
+        return [m.start() for m in _WWW_RE.finditer(text)]
+    out = []
+    at = low.find("www.")
+    while at != -1:
+        out.append(at)
+        at = low.find("www.", at + 4)  # "www." cannot overlap itself
+    return out
 
 
 def _scheme_start(text: str, colon: int) -> int | None:
