@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from otpguard.checks.base import lure_patterns
 from otpguard.normalize import clean
 from otpguard.parse import parse_message
-from otpguard.vocabulary import LURES, _word_bounded, compile_kind
+from otpguard.vocabulary import LURES, Phrases, _word_bounded, compile_kind, first_chars
 
 
 def _kinds(config) -> dict[str, list[str]]:
@@ -26,7 +26,7 @@ def _plain(patterns: list[str]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{p})" for p in patterns))
 
 
-def _matches(pattern: re.Pattern[str], text: str) -> list[tuple[int, int, str]]:
+def _matches(pattern: re.Pattern[str] | Phrases, text: str) -> list[tuple[int, int, str]]:
     """Every match, searching again from each position after a match's start: where it starts,
     where it ends and what it says (the lure evidence and the code window use all three)."""
     out, pos = [], 0
@@ -65,6 +65,8 @@ def test_compiled_kinds_agree_on_generated_text(config, spaced, glued):
         fast, plain = compile_kind(patterns), _plain(patterns)
         for text in (spaced, glued, spaced + glued):
             assert _matches(fast, text) == _matches(plain, text), (kind, text)
+            assert [(m.start(), m.group(0)) for m in fast.finditer(text)] == \
+                [(m.start(), m.group(0)) for m in plain.finditer(text)], (kind, text)
 
 
 def test_the_order_of_phrases_decides_as_in_the_plain_alternation():
@@ -90,3 +92,20 @@ def test_the_checks_match_lures_with_these_compiled_kinds(config):
         for kind, pattern in lure_patterns(brand).items():
             extra = [re.escape(clean(p)) for p in brand.extra_lures.get(kind, ())]
             assert pattern.pattern == compile_kind(LURES.get(kind, []) + extra).pattern, (brand.id, kind)
+            assert pattern.gated, (brand.id, kind)  # every shipped kind skips impossible starts in C
+
+
+@pytest.mark.parametrize("pattern,first", [
+    ("abc|d", "ad"), (r"\bx?y", "xy"), ("(?:a|b)c", "ab"), ("[a-c]z", "abc"), ("x*y+", "xy"), ("(?:x|y)?z", "xyz"),
+    ("語|ab", "語a"), (r"\b(?:\s*)あ", None), (r"\wx", None), ("[^a]b", None), ("(?=a)a", None), ("a?", None),
+    ("(?i:a)b", None), ("(?i)ab", None), (".x", None), ("(a)\\1", "a"), ("x|", None), (r"\Bab", "a"),
+])
+def test_first_characters_of_a_pattern_are_known_or_unsure(pattern, first):
+    assert first_chars(pattern) == (frozenset(first) if first is not None else None)
+
+
+def test_an_ungated_kind_still_finds_what_the_plain_alternation_finds():
+    # \w at the start: the first characters are unknown, so the plain search runs.
+    phrases = compile_kind([r"\w+code", "pin"])
+    assert not phrases.gated
+    assert _matches(phrases, "a pin and a mycode") == _matches(_plain([r"\w+code", "pin"]), "a pin and a mycode")

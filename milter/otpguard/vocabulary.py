@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterator
+from re import _constants as _c, _parser
 
 _W = r"(?:\s*)"  # Japanese and Chinese have no spaces; Latin phrases use " " after clean()
 
@@ -181,14 +183,54 @@ def _word_bounded(pattern: str) -> bool:
     return True
 
 
-def compile_kind(patterns: list[str] | tuple[str, ...]) -> re.Pattern[str]:
+class Phrases:
+    """One lure kind compiled: search() and finditer() find what `pattern` finds, faster.
+
+    Python's regex engine skips ahead in C only when a pattern starts with a literal or a
+    character class. An alternation starting with \\b does not, so every position of the text
+    enters the matcher. When the first characters of all phrases are known (first_chars),
+    `_gated` starts with their class, and a lookbehind of width 1 runs `pattern` from that
+    character: positions no phrase can start at are skipped in C (each kind about 2x faster
+    on real mail). The match at the found position is then taken from `pattern` itself, so
+    callers get the same match object.
+    """
+
+    __slots__ = ("pattern", "_gated")
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+        first = first_chars(pattern.pattern)
+        self._gated = None if not first else re.compile(
+            "[" + "".join(re.escape(c) for c in sorted(first)) + "](?<=(?=" + pattern.pattern + ")(?s:.))")
+
+    @property
+    def gated(self) -> bool:
+        """True when searches skip, in C, positions no phrase can start at."""
+        return self._gated is not None
+
+    def search(self, text: str, pos: int = 0) -> re.Match[str] | None:
+        """pattern.search(text, pos)."""
+        if self._gated is None:
+            return self.pattern.search(text, pos)
+        hit = self._gated.search(text, pos)
+        return None if hit is None else self.pattern.match(text, hit.start())
+
+    def finditer(self, text: str) -> Iterator[re.Match[str]]:
+        """pattern.finditer(text) for phrases that never match empty text."""
+        pos = 0
+        while (m := self.search(text, pos)) is not None:
+            yield m
+            pos = m.end() if m.end() > m.start() else m.start() + 1
+
+
+def compile_kind(patterns: list[str] | tuple[str, ...]) -> Phrases:
     """One alternation per lure kind: a single pass over the text finds the kind.
 
     Neighbouring phrases that start at a word boundary share one leading \\b: Python's regex
     engine then tries them only where a word starts instead of trying each one at every
     character (each kind 2.5-8x faster on real mail). The order of the phrases is kept, so
     every match is the same text at the same place as with the plain alternation
-    (tests/test_vocabulary.py).
+    (tests/test_vocabulary.py). Phrases adds the skip over impossible first characters.
     """
     parts: list[str] = []
     for bounded, run in itertools.groupby(patterns, key=_word_bounded):
@@ -196,4 +238,67 @@ def compile_kind(patterns: list[str] | tuple[str, ...]) -> re.Pattern[str]:
             parts.append(r"\b(?:" + "|".join(f"(?:{p[2:]})" for p in run) + ")")
         else:
             parts += [f"(?:{p})" for p in run]
-    return re.compile("|".join(parts))
+    return Phrases(re.compile("|".join(parts)))
+
+
+_MAX_CLASS = 5000  # a wider character range at the start: no gate (it would skip little anyway)
+
+
+def first_chars(pattern: str) -> frozenset[str] | None:
+    """Every character a match of pattern can start with; None when that is not sure
+    (empty matches, lookarounds, \\w-style classes, negated classes, flags, wide ranges)."""
+    try:
+        tree = _parser.parse(pattern)
+    except re.error:
+        return None
+    if tree.state.flags & (re.IGNORECASE | re.VERBOSE):
+        return None
+    first = _first(list(tree))
+    return frozenset(first) if first else None
+
+
+def _first(items: list) -> set[str] | None:
+    """First characters of a sequence of parsed items (None: unknown or possibly empty)."""
+    out: set[str] = set()
+    for op, av in items:
+        if op is _c.AT:
+            continue  # \b, ^, $: zero width, the next item starts the match
+        if op is _c.LITERAL:
+            return out | {chr(av)}
+        if op is _c.IN:
+            chars = _class_chars(av)
+            return None if chars is None else out | chars
+        if op is _c.BRANCH:
+            for alternative in av[1]:
+                chars = _first(list(alternative))
+                if chars is None:
+                    return None
+                out |= chars
+            return out
+        if op is _c.SUBPATTERN:
+            _, add_flags, del_flags, inner = av
+            chars = None if add_flags or del_flags else _first(list(inner))
+            return None if chars is None else out | chars
+        if op in (_c.MAX_REPEAT, _c.MIN_REPEAT):
+            low, _, inner = av
+            chars = _first(list(inner))
+            if chars is None:
+                return None
+            out |= chars
+            if low >= 1:
+                return out
+            continue  # optional: the next item may start the match as well
+        return None  # lookarounds, backreferences, ANY, NOT_LITERAL, possessive/atomic: unsure
+    return None  # the sequence can match empty text
+
+
+def _class_chars(items: list) -> set[str] | None:
+    out: set[str] = set()
+    for op, av in items:
+        if op is _c.LITERAL:
+            out.add(chr(av))
+        elif op is _c.RANGE and av[1] - av[0] < _MAX_CLASS:
+            out.update(chr(c) for c in range(av[0], av[1] + 1))
+        else:
+            return None  # NEGATE, CATEGORY (\w, \d, \s), wide ranges
+    return out

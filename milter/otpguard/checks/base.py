@@ -12,7 +12,7 @@ from ..domains import Lookalike, lookalike
 from ..model import AuthSummary, Envelope, Hit
 from ..normalize import clean, fold_lookalike, skeleton
 from ..parse import Address, ParsedMessage
-from ..vocabulary import LURES, compile_kind
+from ..vocabulary import LURES, Phrases, compile_kind
 
 
 # Lure kinds that want something from the reader (prizes and urgency alone do not).
@@ -40,7 +40,7 @@ class Claim:
         return bool(self.strong or self.weak)
 
 
-_LURE_PATTERNS: dict[tuple[str, tuple[str, ...]], re.Pattern[str]] = {}
+_LURE_PATTERNS: dict[tuple[str, tuple[str, ...]], Phrases] = {}
 
 
 class BrandMatcher:
@@ -88,7 +88,7 @@ def customer_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
         rf"|お客様の|あなたの|您的) ?(?:compte |cuenta (?:de )?|conta (?:da )?|account )?(?:{alts})(?![a-rt-z])")
 
 
-def lure_patterns(brand: BrandProfile) -> dict[str, re.Pattern[str]]:
+def lure_patterns(brand: BrandProfile) -> dict[str, Phrases]:
     """Compiled vocabulary per lure kind for this brand (core sets plus the profile's phrases)."""
     out = {}
     for kind in brand.lure_sets:
