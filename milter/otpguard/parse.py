@@ -9,10 +9,12 @@ import codecs
 import email
 import email.errors
 import email.parser
+import heapq
 import io
 import re
 import zipfile
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Callable
 from email.header import decode_header
 from email.message import Message
@@ -321,21 +323,12 @@ def text_links(text: str, max_links: int) -> list[Link]:
     _URL_RE starts with a case-insensitive alternation, which the regex engine tries at every
     position of the text. Every match holds "://" or "www.", which C-speed searches find;
     the regex then only confirms each candidate start. Candidates come in text order and
-    one inside an earlier match is skipped, so the matches are finditer's (tested).
+    one inside an earlier match is skipped, so the matches are finditer's (tested). They are
+    generated lazily: text full of "://" costs no more than the links it yields.
     """
-    starts = []
-    colon = text.find("://")
-    while colon != -1:
-        start = _scheme_start(text, colon)
-        if start is not None:
-            starts.append(start)
-        colon = text.find("://", colon + 3)
-    www = _www_starts(text)
-    if www:
-        starts = sorted(starts + www)
     links: list[Link] = []
     end = 0
-    for start in starts:
+    for start in heapq.merge(_scheme_starts(text), _www_starts(text)):
         if len(links) >= max_links:
             break
         if start < end:
@@ -348,30 +341,31 @@ def text_links(text: str, max_links: int) -> list[Link]:
     return links
 
 
-def _www_starts(text: str) -> list[int]:
+def _scheme_starts(text: str) -> Iterator[int]:
+    """Where each scheme _URL_RE takes (http, https, ftp in any case) before "://" starts."""
+    colon = text.find("://")
+    while colon != -1:
+        # re.I matches U+017F (long s) as "s": lower() alone would not.
+        before = text[max(0, colon - 5):colon].lower().replace("\u017f", "s")
+        if before.endswith("https"):
+            yield colon - 5
+        elif before.endswith("http"):
+            yield colon - 4
+        elif before.endswith("ftp"):
+            yield colon - 3
+        colon = text.find("://", colon + 3)
+
+
+def _www_starts(text: str) -> Iterator[int]:
     """Where "www." starts, in any case (what _WWW_RE finds)."""
     low = text.lower()
     if len(low) != len(text):  # a character lowered to two ("\u0130"): positions would shift
-        return [m.start() for m in _WWW_RE.finditer(text)]
-    out = []
+        yield from (m.start() for m in _WWW_RE.finditer(text))
+        return
     at = low.find("www.")
     while at != -1:
-        out.append(at)
+        yield at
         at = low.find("www.", at + 4)  # "www." cannot overlap itself
-    return out
-
-
-def _scheme_start(text: str, colon: int) -> int | None:
-    """Where the scheme ending at text[colon] ("://") starts, when it is one _URL_RE takes."""
-    # re.I matches U+017F (long s) as "s": lower() alone would not.
-    before = text[max(0, colon - 5):colon].lower().replace("\u017f", "s")
-    if before.endswith("https"):
-        return colon - 5
-    if before.endswith("http"):
-        return colon - 4
-    if before.endswith("ftp"):
-        return colon - 3
-    return None
 
 
 # --- attachments ----------------------------------------------------------------------------
