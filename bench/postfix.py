@@ -9,6 +9,9 @@ One Postfix instance (tests/support/postfix.py) gets one loopback listener per v
                 CPU) instead of the shipped "auto" (one CPU)
   bare          bench/bare_milter.py on a unix socket: a pymilter milter that does nothing, the
                 floor under any Python milter on this machine, measured in the same run
+  null          otpguard serve on a unix socket with an engine that answers "clean" at once:
+                everything but the analysis (collecting, hand-off, log line, metrics), so
+                the ratio any analysis at all can reach here
 Each otpguard is `otpguard serve` with the real engine and the shipped config, except
 auth.verify = false (no DNS here) and /metrics on a free loopback port.
 
@@ -40,13 +43,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (DEFAULT_CORPUS, PY, Completions, OtpguardServer, PostfixInstance, cannot_run,  # noqa: E402
                     children_cpu, free_port, load_messages, machine_busy, median, milter_config, own_cpu, postfix_cpu,
                     process_cpu, scrape_messages, send_concurrent, shared_tmpdir, smtp_source, stop_all)
+from milter_inet import BOOT  # noqa: E402  (otpguard serve with a stand-in engine)
 
 LABELS = {"none": "Postfix alone (no milter)",
           "unix": "otpguard, unix socket",
           "inet_nodelay": "otpguard, inet, TCP_NODELAY (shipped)",
           "inet_nagle": "otpguard, inet, tcp_nodelay = false",
           "unix_anycpu": "otpguard, unix, cpu_affinity = none",
-          "bare": "pymilter doing nothing, unix socket (the floor)"}
+          "bare": "pymilter doing nothing, unix socket (the floor)",
+          "null": "otpguard, unix, engine answering at once (no analysis)"}
 TARGETS = {"unix": 0.60, "inet_nodelay": 0.55}
 
 
@@ -119,11 +124,12 @@ def main() -> int:
              "inet_nodelay": (f"inet:127.0.0.1:{free_port()}", True),
              "inet_nagle": (f"inet:127.0.0.1:{free_port()}", False),
              "unix_anycpu": (f"unix:{work}/sock/anycpu.sock", True)}
-    metrics_ports = {name: free_port() for name in specs}
+    null_spec = f"unix:{work}/sock/null.sock"
+    metrics_ports = {name: free_port() for name in (*specs, "null")}
     bare_spec = f"unix:{work}/sock/bare.sock"
     servers: dict[str, OtpguardServer] = {}
-    pf = PostfixInstance.create({"none": "", **{k: v[0] for k, v in specs.items()}, "bare": bare_spec},
-                                root=work / "postfix")
+    pf = PostfixInstance.create({"none": "", **{k: v[0] for k, v in specs.items()}, "bare": bare_spec,
+                                 "null": null_spec}, root=work / "postfix")
     try:
         for name, (spec, nodelay) in specs.items():
             anycpu = {'cpu_affinity = "auto"': 'cpu_affinity = "none"'} if name == "unix_anycpu" else None
@@ -132,6 +138,10 @@ def main() -> int:
             servers[name] = OtpguardServer(config=cfg, socket=spec, log=work / f"{name}.log").start()
         servers["bare"] = OtpguardServer(config=work / "unix.toml", socket=bare_spec, log=work / "bare.log",
                                          command=(PY, str(Path(__file__).resolve().parent / "bare_milter.py"))).start()
+        cfg = milter_config(work / "null.toml", null_spec, metrics_port=metrics_ports["null"])
+        servers["null"] = OtpguardServer(config=cfg, socket=null_spec, log=work / "null.log",
+                                         command=(PY, "-c", BOOT, "null", "data"),
+                                         env={"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "milter")}).start()
         pf.start()
         corpus = load_messages(args.corpus, args.corpus_messages)
         done = Completions(pf)
@@ -155,7 +165,7 @@ def main() -> int:
             generators = {args.only: generators[args.only]}
 
         # Warm-up: every process involved (smtpd, cleanup, milter threads, the engine's caches).
-        for name in ("none", *specs, "bare"):
+        for name in ("none", *specs, "bare", "null"):
             done.mark()
             smtp_source(pf.listeners[name], 50, 5)
             n = send_concurrent(pf.listeners[name], corpus[:100], sessions=10, per_session=10).accepted
@@ -163,7 +173,7 @@ def main() -> int:
         subprocess.run(["postsuper", "-c", str(pf.confdir), "-d", "ALL"], capture_output=True, timeout=30)
         before = {name: scrape_messages(port)[0] for name, port in metrics_ports.items()}
 
-        variants = ["none", *specs, "bare"]
+        variants = ["none", *specs, "bare", "null"]
         results: dict[str, dict[str, Series]] = {g: {v: Series() for v in variants} for g in generators}
         expected_milter = 0
         noise = Noise()

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otpguard.checks.base import lure_patterns
+from otpguard.checks.base import customer_pattern, lure_patterns
 from otpguard.normalize import clean
 from otpguard.parse import parse_message
 from otpguard.vocabulary import LURES, Phrases, _word_bounded, compile_kind, first_chars
@@ -109,3 +109,18 @@ def test_an_ungated_kind_still_finds_what_the_plain_alternation_finds():
     phrases = compile_kind([r"\w+code", "pin"])
     assert not phrases.gated
     assert _matches(phrases, "a pin and a mycode") == _matches(_plain([r"\w+code", "pin"]), "a pin and a mycode")
+
+
+_CUSTOMER_WORDS = st.sampled_from(["your", "votre", "ihre", "ihren", "su", "tu", "sua", "il tuo", "account", "compte",
+                                   "cuenta de", "amazon", "amazons", "amazonia", "prime", "audible", "お客様の", "あなたの",
+                                   "アマゾン", "您的", "亚马逊", "x", "-", " ", "é"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_CUSTOMER_WORDS, max_size=12).map(" ".join), st.lists(_CUSTOMER_WORDS, max_size=6).map("".join))
+def test_customer_phrases_find_what_their_plain_pattern_finds(config, spaced, glued):
+    for brand in config.brands:
+        phrases = customer_pattern(brand.names + brand.products)
+        assert phrases.gated
+        for text in (spaced, glued):
+            assert _matches(phrases, text) == _matches(phrases.pattern, text), text

@@ -80,12 +80,12 @@ def product_pattern(products: tuple[str, ...]) -> re.Pattern[str] | None:
 
 
 @lru_cache(maxsize=64)
-def customer_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+def customer_pattern(names: tuple[str, ...]) -> Phrases:
     """The text speaks to the reader as the brand's customer: "your Amazon account"."""
     alts = "|".join(re.escape(fold_lookalike(skeleton(clean(n)))) for n in names)
-    return re.compile(
+    return Phrases(re.compile(
         rf"(?:\byour|\bvotre|\bvos|\bihre?[nmrs]?|\bdein(?:e[nmrs]?)?|\bsu|\btu|\bsus|\btus|\bil tuo|\bla tua|\bsua|\bseu"
-        rf"|お客様の|あなたの|您的) ?(?:compte |cuenta (?:de )?|conta (?:da )?|account )?(?:{alts})(?![a-rt-z])")
+        rf"|お客様の|あなたの|您的) ?(?:compte |cuenta (?:de )?|conta (?:da )?|account )?(?:{alts})(?![a-rt-z])"))
 
 
 def lure_patterns(brand: BrandProfile) -> dict[str, Phrases]:
@@ -169,7 +169,7 @@ class Context:
         return bool(cleaned) and self.product_re is not None and bool(self.product_re.search(skeleton(cleaned)))
 
     @cached_property
-    def customer_re(self) -> re.Pattern[str]:
+    def customer_re(self) -> Phrases:
         return customer_pattern(self.brand.names + self.brand.products)
 
     def addresses_customer(self, cleaned: str) -> bool:
