@@ -98,10 +98,15 @@ def test_the_checks_match_lures_with_these_compiled_kinds(config):
 @pytest.mark.parametrize("pattern,first", [
     ("abc|d", "ad"), (r"\bx?y", "xy"), ("(?:a|b)c", "ab"), ("[a-c]z", "abc"), ("x*y+", "xy"), ("(?:x|y)?z", "xyz"),
     ("語|ab", "語a"), (r"\b(?:\s*)あ", None), (r"\wx", None), ("[^a]b", None), ("(?=a)a", None), ("a?", None),
-    ("(?i:a)b", None), ("(?i)ab", None), (".x", None), ("(a)\\1", "a"), ("x|", None), (r"\Bab", "a"),
+    ("(?i:a)b", None), ("(?i)ab", None), ("(?s)a.", None), (".x", None), ("(a)\\1", "a"), ("x|", None), (r"\Bab", "a"),
 ])
 def test_first_characters_of_a_pattern_are_known_or_unsure(pattern, first):
     assert first_chars(pattern) == (frozenset(first) if first is not None else None)
+
+
+def test_a_pattern_compiled_with_flags_is_left_ungated():
+    phrases = Phrases(re.compile("code|pin", re.I))
+    assert not phrases.gated and phrases.search("Your PIN").group(0) == "PIN"
 
 
 def test_an_ungated_kind_still_finds_what_the_plain_alternation_finds():

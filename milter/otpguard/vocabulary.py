@@ -184,7 +184,8 @@ def _word_bounded(pattern: str) -> bool:
 
 
 class Phrases:
-    """One lure kind compiled: search() and finditer() find what `pattern` finds, faster.
+    """Compiled phrases (a lure kind, the customer-address words): search() and finditer()
+    find what `pattern` finds, faster.
 
     Python's regex engine skips ahead in C only when a pattern starts with a literal or a
     character class. An alternation starting with \\b does not, so every position of the text
@@ -199,9 +200,13 @@ class Phrases:
 
     def __init__(self, pattern: re.Pattern[str]) -> None:
         self.pattern = pattern
-        first = first_chars(pattern.pattern)
-        self._gated = None if not first else re.compile(
-            "[" + "".join(re.escape(c) for c in sorted(first)) + "](?<=(?=" + pattern.pattern + ")(?s:.))")
+        # Flags given to re.compile are not in pattern.pattern: such a pattern stays ungated.
+        first = first_chars(pattern.pattern) if pattern.flags == re.UNICODE else None
+        try:
+            self._gated = None if not first else re.compile(
+                "[" + "".join(re.escape(c) for c in sorted(first)) + "](?<=(?=" + pattern.pattern + ")(?s:.))")
+        except re.error:  # e.g. a lookbehind inside that is only fixed-width on its own
+            self._gated = None
 
     @property
     def gated(self) -> bool:
@@ -251,8 +256,8 @@ def first_chars(pattern: str) -> frozenset[str] | None:
         tree = _parser.parse(pattern)
     except re.error:
         return None
-    if tree.state.flags & (re.IGNORECASE | re.VERBOSE):
-        return None
+    if tree.state.flags & ~re.UNICODE:
+        return None  # inline global flags ("(?i)", "(?s)"): they could not stand inside the gate
     first = _first(list(tree))
     return frozenset(first) if first else None
 
