@@ -4,6 +4,7 @@ from __future__ import annotations
 import email
 import email.header
 import email.message
+import re
 from email.utils import getaddresses
 
 from hypothesis import example, given, settings
@@ -176,8 +177,16 @@ _URL_PIECES = ["http", "HTTPS", "hTtPs", "ftp", "FTP", "ftps", "s", "\u017f", "\
 @settings(max_examples=3000, deadline=None)
 @given(st.lists(st.sampled_from(_URL_PIECES), max_size=30).map("".join), st.integers(0, 4))
 @example("a httpſ://x, b \u0130https://y", 4)
+@example("://" * 500 + "http://a" * 300 + "www." * 300 + "http:// " * 100, 4)
 def test_text_links_finds_what_the_url_pattern_finds(text: str, max_links: int) -> None:
     assert [link.href for link in text_links(text, max_links)] == _finditer_links(text, max_links)
+
+
+def test_urls_can_only_start_with_the_letters_the_url_search_skips_to():
+    # re.I matches h, f and w only in their ASCII cases (this Python's Unicode tables): the
+    # class _URL_START starts with misses no character a URL could start with.
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    assert set(re.findall("[hfw]", every, re.I)) == set("hHfFwW")
 
 
 def test_text_links_finds_what_the_url_pattern_finds_in_corpus_text(corpus):

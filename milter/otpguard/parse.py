@@ -9,12 +9,10 @@ import codecs
 import email
 import email.errors
 import email.parser
-import heapq
 import io
 import re
 import zipfile
 from dataclasses import dataclass
-from collections.abc import Iterator
 from typing import Callable
 from email.header import decode_header
 from email.message import Message
@@ -270,7 +268,9 @@ _BLOCKS = ("p,div,br,td,th,tr,li,h1,h2,h3,h4,h5,h6,table,blockquote,section,arti
            "ul,ol,dd,dt,center,hr,title,form,option")
 _URL_RE = re.compile(r"""(?:(?:https?|ftp)://|www\.)[^\s<>"'\])}]+""", re.I)
 _TRAILING_PUNCT = ".,;:!?)'\""
-_WWW_RE = re.compile(r"www\.", re.I)
+# Where a _URL_RE match starts: h, f or w (re.I knows no other case of them), then, looked at
+# from that character, a scheme or "www." and one character of the URL.
+_URL_START = re.compile(r"""[hHfFwW](?<=(?=(?i:(?:https?|ftp)://|www\.)[^\s<>"'\])}])(?s:.))""")
 
 
 @dataclass(slots=True)
@@ -321,51 +321,18 @@ def text_links(text: str, max_links: int) -> list[Link]:
     """URLs written out in plain text: what _URL_RE.finditer finds, found faster.
 
     _URL_RE starts with a case-insensitive alternation, which the regex engine tries at every
-    position of the text. Every match holds "://" or "www.", which C-speed searches find;
-    the regex then only confirms each candidate start. Candidates come in text order and
-    one inside an earlier match is skipped, so the matches are finditer's (tested). They are
-    generated lazily: text full of "://" costs no more than the links it yields.
+    position of the text. _URL_START starts with the class of the characters a URL can start
+    with, so the engine skips every other position in C; its lookbehind then checks that a URL
+    starts there, and _URL_RE itself reads it. The next search starts where that URL ends, as
+    finditer's does, so the matches are finditer's (tested), hostile text included.
     """
     links: list[Link] = []
-    end = 0
-    for start in heapq.merge(_scheme_starts(text), _www_starts(text)):
-        if len(links) >= max_links:
-            break
-        if start < end:
-            continue  # inside the previous URL ("http://www.x", "www.x/?u=http://y")
-        match = _URL_RE.match(text, start)
-        if match is None:
-            continue  # nothing after the scheme
-        end = match.end()
+    pos = 0
+    while len(links) < max_links and (hit := _URL_START.search(text, pos)) is not None:
+        match = _URL_RE.match(text, hit.start())  # never None: the gate saw a whole match's start
         links.append(Link(href=match.group(0).rstrip(_TRAILING_PUNCT), text="", source="text"))
+        pos = match.end()
     return links
-
-
-def _scheme_starts(text: str) -> Iterator[int]:
-    """Where each scheme _URL_RE takes (http, https, ftp in any case) before "://" starts."""
-    colon = text.find("://")
-    while colon != -1:
-        # re.I matches U+017F (long s) as "s": lower() alone would not.
-        before = text[max(0, colon - 5):colon].lower().replace("\u017f", "s")
-        if before.endswith("https"):
-            yield colon - 5
-        elif before.endswith("http"):
-            yield colon - 4
-        elif before.endswith("ftp"):
-            yield colon - 3
-        colon = text.find("://", colon + 3)
-
-
-def _www_starts(text: str) -> Iterator[int]:
-    """Where "www." starts, in any case (what _WWW_RE finds)."""
-    low = text.lower()
-    if len(low) != len(text):  # a character lowered to two ("\u0130"): positions would shift
-        yield from (m.start() for m in _WWW_RE.finditer(text))
-        return
-    at = low.find("www.")
-    while at != -1:
-        yield at
-        at = low.find("www.", at + 4)  # "www." cannot overlap itself
 
 
 # --- attachments ----------------------------------------------------------------------------
