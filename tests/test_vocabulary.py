@@ -104,6 +104,19 @@ def test_first_characters_of_a_pattern_are_known_or_unsure(pattern, first):
     assert first_chars(pattern) == (frozenset(first) if first is not None else None)
 
 
+def test_a_phrase_may_start_with_a_line_end():
+    phrases = compile_kind(["\nsecurity code", "pin"])
+    assert phrases.gated and phrases.search("a\nsecurity code").group(0) == "\nsecurity code"
+
+
+def test_finditer_of_an_ungated_pattern_that_matches_empty_text_ends():
+    # An empty phrase (a profile's lure made only of invisible characters) matches everywhere:
+    # finditer must still end, as re's does.
+    phrases = Phrases(re.compile("x?"))
+    assert not phrases.gated
+    assert [m.span() for m in phrases.finditer("ab")] == [(0, 0), (1, 1), (2, 2)]
+
+
 def test_a_pattern_compiled_with_flags_is_left_ungated():
     phrases = Phrases(re.compile("code|pin", re.I))
     assert not phrases.gated and phrases.search("Your PIN").group(0) == "PIN"

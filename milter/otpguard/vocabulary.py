@@ -10,6 +10,7 @@ import itertools
 import re
 from collections.abc import Iterator
 from re import _constants as _c, _parser
+from typing import Any
 
 _W = r"(?:\s*)"  # Japanese and Chinese have no spaces; Latin phrases use " " after clean()
 
@@ -192,8 +193,8 @@ class Phrases:
     enters the matcher. When the first characters of all phrases are known (first_chars),
     `_gated` starts with their class, and a lookbehind of width 1 runs `pattern` from that
     character: positions no phrase can start at are skipped in C (each kind about 2x faster
-    on real mail). The match at the found position is then taken from `pattern` itself, so
-    callers get the same match object.
+    on real mail). The match at the found position is then taken from `pattern` itself: the
+    same span and groups as pattern.search gives (only its .pos is that position).
     """
 
     __slots__ = ("pattern", "_gated")
@@ -221,11 +222,14 @@ class Phrases:
         return None if hit is None else self.pattern.match(text, hit.start())
 
     def finditer(self, text: str) -> Iterator[re.Match[str]]:
-        """pattern.finditer(text) for phrases that never match empty text."""
-        pos = 0
+        """pattern.finditer(text)."""
+        if self._gated is None:
+            yield from self.pattern.finditer(text)  # it may match empty text: re knows how to go on
+            return
+        pos = 0  # a gated pattern never matches empty text (first_chars would be None)
         while (m := self.search(text, pos)) is not None:
             yield m
-            pos = m.end() if m.end() > m.start() else m.start() + 1
+            pos = m.end()
 
 
 def compile_kind(patterns: list[str] | tuple[str, ...]) -> Phrases:
@@ -252,17 +256,17 @@ _MAX_CLASS = 5000  # a wider character range at the start: no gate (it would ski
 def first_chars(pattern: str) -> frozenset[str] | None:
     """Every character a match of pattern can start with; None when that is not sure
     (empty matches, lookarounds, \\w-style classes, negated classes, flags, wide ranges)."""
-    try:
+    try:  # re._parser is private: a Python whose parse tree looks different just gets no gate
         tree = _parser.parse(pattern)
-    except re.error:
+        if tree.state.flags & ~re.UNICODE:
+            return None  # inline global flags ("(?i)", "(?s)"): they could not stand inside the gate
+        first = _first(list(tree))
+    except Exception:  # noqa: BLE001
         return None
-    if tree.state.flags & ~re.UNICODE:
-        return None  # inline global flags ("(?i)", "(?s)"): they could not stand inside the gate
-    first = _first(list(tree))
     return frozenset(first) if first else None
 
 
-def _first(items: list) -> set[str] | None:
+def _first(items: list[tuple[Any, Any]]) -> set[str] | None:
     """First characters of a sequence of parsed items (None: unknown or possibly empty)."""
     out: set[str] = set()
     for op, av in items:
@@ -297,7 +301,7 @@ def _first(items: list) -> set[str] | None:
     return None  # the sequence can match empty text
 
 
-def _class_chars(items: list) -> set[str] | None:
+def _class_chars(items: list[tuple[Any, Any]]) -> set[str] | None:
     out: set[str] = set()
     for op, av in items:
         if op is _c.LITERAL:
