@@ -96,6 +96,22 @@ def test_check_config_command_reports_one_clear_line_and_exits_nonzero(tmp_path)
     assert ok.returncode == 0 and "OK" in ok.stdout
 
 
+@pytest.mark.parametrize("key,old,new", [
+    ("extra_lures.payment", "payment = [", 'payment = ["\\u200b", '),
+    ("names", 'names = ["amazon", ', 'names = [" \\u00ad ", "amazon", '),
+])
+def test_a_brand_phrase_that_normalises_to_nothing_is_refused(tmp_path, key, old, new):
+    # Matched on normalised text, such a phrase would be found in every message.
+    path = _write(tmp_path, 'brands = ["brands/amazon.toml"]\n')
+    profile = tmp_path / "brands" / "amazon.toml"
+    text = profile.read_text(encoding="utf-8")
+    assert old in text
+    profile.write_text(text.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert key in str(err.value) and "amazon.toml" in str(err.value) and "every message" in str(err.value)
+
+
 def test_bad_toml_is_reported_with_the_file(tmp_path):
     path = _write(tmp_path, "[milter\n")
     with pytest.raises(ConfigError, match="not valid TOML"):

@@ -56,6 +56,19 @@ def _cached_set(items: tuple[str, ...]) -> frozenset[str]:
     return found
 
 
+def _visible(phrases: list[str], path: Path, key: str) -> None:
+    """Names and phrases are matched on normalised text: one that normalises to nothing (only
+    spaces or invisible characters) would match every message."""
+    from .config import ConfigError
+    from .normalize import clean
+
+    for phrase in phrases:
+        if not clean(phrase).strip():
+            shown = phrase.encode("unicode_escape").decode("ascii")
+            raise ConfigError(path, key, f'"{shown}" is empty once normalised (spaces and invisible characters '
+                                         "only): it would match every message")
+
+
 def load_brand(path: Path, *, config_file: Path | str, key: str) -> BrandProfile:
     """Read a brand profile; errors name the profile file and the key."""
     from .config import ConfigError  # the config module imports us; avoid a cycle at import
@@ -74,12 +87,14 @@ def load_brand(path: Path, *, config_file: Path | str, key: str) -> BrandProfile
         if k not in allowed:
             raise ConfigError(path, k, "unknown key")
 
-    def strings(name: str, required: bool = False) -> tuple[str, ...]:
+    def strings(name: str, required: bool = False, matched: bool = False) -> tuple[str, ...]:
         value = data.get(name, [])
         if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
             raise ConfigError(path, name, "must be a list of non-empty strings")
         if required and not value:
             raise ConfigError(path, name, "must not be empty")
+        if matched:
+            _visible(value, path, name)
         return tuple(value)
 
     for name in ("id", "display"):
@@ -92,15 +107,16 @@ def load_brand(path: Path, *, config_file: Path | str, key: str) -> BrandProfile
     for kind, phrases in extra.items():
         if not isinstance(phrases, list) or not all(isinstance(x, str) and x for x in phrases):
             raise ConfigError(path, f"extra_lures.{kind}", "must be a list of non-empty strings")
+        _visible(phrases, path, f"extra_lures.{kind}")
         extra_lures[kind] = tuple(phrases)
     return BrandProfile(
         id=data["id"],
         display=data["display"],
-        names=tuple(x.lower() for x in strings("names", True)),
-        products=tuple(x.lower() for x in strings("products")),
+        names=tuple(x.lower() for x in strings("names", True, matched=True)),
+        products=tuple(x.lower() for x in strings("products", matched=True)),
         domains=tuple(x.lower() for x in strings("domains", True)),
         infrastructure_domains=tuple(x.lower() for x in strings("infrastructure_domains")),
-        stems=tuple(x.lower() for x in strings("stems", True)),
+        stems=tuple(x.lower() for x in strings("stems", True, matched=True)),
         phones=strings("phones"),
         lure_sets=strings("lure_sets"),
         extra_lures=extra_lures,
