@@ -59,7 +59,8 @@ class Engine:
             from .authresults import summary_from_headers
 
             from_domain = msg.from_[0].domain if msg.from_ else None
-            upstream = summary_from_headers(list(msg.headers), a.trusted_authserv_ids, from_domain)
+            fields = [("authentication-results", v) for v in msg.header_all("authentication-results")]
+            upstream = summary_from_headers(fields, a.trusted_authserv_ids, from_domain)
             if upstream is not None:
                 return upstream
         if not self.verify:
