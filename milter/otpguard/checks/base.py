@@ -230,7 +230,8 @@ class Context:
         if self.names_brand(self.subject_clean):
             c.strong.append("subject")
         locals_ = " ".join(a.local for a in self.msg.from_ + self.msg.reply_to if not self.brand.owns(a.domain))
-        if locals_ and any(stem in self.folded(clean(locals_)) for stem in self.brand.stems):
+        folded_locals = self.folded(clean(locals_)) if locals_ else ""
+        if folded_locals and any(stem in folded_locals for stem in self.brand.stems):
             c.strong.append("sender-address")
         if self.sender_lookalikes:
             c.strong.append("lookalike-domain")
