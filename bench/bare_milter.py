@@ -18,10 +18,10 @@ from pathlib import Path
 import Milter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "milter"))
-from otpguard import adapter  # noqa: E402
-from otpguard.adapter import NEEDED_ACTIONS  # noqa: E402
+from otpguard.mta import adapter  # noqa: E402
+from otpguard.mta.adapter import NEEDED_ACTIONS  # noqa: E402
 from otpguard.config import load_config  # noqa: E402
-from otpguard.serve import pin_cpus  # noqa: E402
+from otpguard.mta.serve import pin_cpus  # noqa: E402
 
 
 class Bare(Milter.Base):

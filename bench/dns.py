@@ -24,10 +24,10 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT / "milter"))
 
-from otpguard.auth import verify  # noqa: E402
-from otpguard.config import AuthConfig  # noqa: E402
-from otpguard.dnsio import DnsClient  # noqa: E402
-from otpguard.model import Envelope  # noqa: E402
+from otpguard.auth.verify import verify  # noqa: E402
+from otpguard.auth.settings import AuthConfig  # noqa: E402
+from otpguard.auth.dnsio import DnsClient  # noqa: E402
+from otpguard.core.model import Envelope  # noqa: E402
 from support.dnsserver import DnsmasqServer, KeyRing, crlf, dkim_sign, dnsmasq_path  # noqa: E402
 
 SES_IP = "192.0.2.20"

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "milter"))
 
 from otpguard.config import load_config  # noqa: E402
 from otpguard.engine import Engine  # noqa: E402
-from otpguard.model import Envelope, Level  # noqa: E402
+from otpguard.core.model import Envelope, Level  # noqa: E402
 
 TRAFFIC = ("easy_ham", "easy_ham_2", "hard_ham", "spam", "spam_2")
 

@@ -21,7 +21,6 @@ the process but milter packets on a unix socket.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import socket
 import struct

@@ -33,9 +33,9 @@ from common import (PY, Completions, OtpguardServer, PostfixInstance, cannot_run
 # Starts `otpguard serve` with a stand-in engine when asked (benchmark only).
 BOOT = """
 import sys
-from otpguard import serve
+from otpguard.mta import serve
 if sys.argv[1] == "null":
-    from otpguard.model import Decision, Level
+    from otpguard.core.model import Decision, Level
     class NullEngine:
         def __init__(self, *args, **kwargs): pass  # whatever serve._build_engine passes
         def analyse(self, raw, envelope, **kwargs): return Decision(level=Level.CLEAN, score=0.0)
@@ -44,7 +44,7 @@ if sys.argv[1] == "null":
     serve._build_engine = NullEngine
 if sys.argv[2] == "nodata":  # the naive milter: no data() callback, so DATA is not answered
     import Milter
-    from otpguard import adapter
+    from otpguard.mta import adapter
     def data(self):
         return Milter.CONTINUE
     adapter.OtpGuardMilter.data = Milter.nocallback(data)

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import SHIPPED_CONFIG
 from otpguard.config import ConfigError, cpu_list, load_config
-from otpguard.pipeline import all_symbols
+from otpguard.core.pipeline import all_symbols
 
 
 def _write(tmp_path: Path, text: str) -> Path:

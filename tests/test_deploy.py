@@ -14,8 +14,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from otpguard.config import MetricsConfig, MilterConfig
-from otpguard.metrics import Metrics, parse_listen
-from otpguard.model import AuthSummary, Decision, DkimResult, Level, ScoredHit
+from otpguard.ops.metrics import Metrics, parse_listen
+from otpguard.core.model import AuthSummary, Decision, DkimResult, Level, ScoredHit
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

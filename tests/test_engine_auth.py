@@ -5,14 +5,13 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from conftest import FIXTURES, mail
-from otpguard.dnsio import DnsClient
+from otpguard.auth.dnsio import DnsClient
 from otpguard.engine import Engine
-from otpguard.model import Envelope, Level
+from otpguard.core.model import Envelope, Level
 from support.dnsserver import (  # noqa: F401  (fixtures are used by name)
     KeyRing,
     alarm,

@@ -11,8 +11,8 @@ from . import __version__
 SUBCOMMANDS = {
     "scan": ("otpguard.scan", "analyse saved mail (.eml, folders, mbox, Maildir)"),
     "check-config": ("otpguard.checkconfig", "validate a configuration file"),
-    "serve": ("otpguard.serve", "run the milter"),
-    "quarantine": ("otpguard.quarantine", "list, show, release or delete held messages"),
+    "serve": ("otpguard.mta.serve", "run the milter"),
+    "quarantine": ("otpguard.mta.quarantine", "list, show, release or delete held messages"),
 }
 
 

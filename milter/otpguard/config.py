@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from .brand import BrandProfile, load_brand
+from .auth.settings import AuthConfig
+from .core.brand import BrandProfile, load_brand
+from .core.errors import ProfileError
+from .core.settings import AliasConfig, AnalysisConfig, ScoringConfig
 
 T = TypeVar("T")
 
@@ -19,48 +22,8 @@ LEVELS = ("clean", "suspicious", "phish", "genuine")
 ACTIONS = ("tag", "subject", "quarantine", "reject", "banner")
 
 
-class ConfigError(Exception):
+class ConfigError(ProfileError):
     """A bad configuration: names the file and the key."""
-
-    def __init__(self, file: str | Path, key: str, problem: str) -> None:
-        self.file, self.key, self.problem = str(file), key, problem
-        super().__init__(f"{file}: {key}: {problem}" if key else f"{file}: {problem}")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AnalysisConfig:
-    max_message_bytes: int = 20 * 1024 * 1024
-    max_parse_bytes: int = 4 * 1024 * 1024
-    max_part_bytes: int = 4 * 1024 * 1024
-    max_parts: int = 200
-    max_depth: int = 20
-    max_links: int = 2000
-    max_text_chars: int = 400_000
-    pdf_max_pages: int = 5
-    pdf_max_bytes: int = 4 * 1024 * 1024
-    time_budget_seconds: float = 10.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ScoringConfig:
-    suspicious: float = 5.0
-    phish: float = 10.0
-    weights: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AuthConfig:
-    verify: bool = True
-    scope: str = "brand"  # brand | all
-    authserv_id: str = "otpguard"
-    trusted_authserv_ids: tuple[str, ...] = ()
-    use_upstream_results: bool = True
-    trusted_arc_sealers: tuple[str, ...] = ()
-    nameservers: tuple[str, ...] = ()
-    port: int = 53
-    query_timeout: float = 2.0
-    message_budget: float = 5.0
-    cache_size: int = 10_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,11 +74,6 @@ class StateConfig:
     key_prefix: str = "otpguard:"
     hash_salt: str = ""
     error_log_interval_seconds: int = 60
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AliasConfig:
-    map: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -250,7 +208,10 @@ def load_config(path: str | Path) -> Config:
     brands = []
     for name in brand_files:
         bpath = (file.parent / name) if not Path(name).is_absolute() else Path(name)
-        brands.append(load_brand(bpath, config_file=file, key="general.brands"))
+        try:
+            brands.append(load_brand(bpath, config_file=file, key="general.brands"))
+        except ProfileError as exc:  # the core names the profile file and key; callers catch ConfigError
+            raise ConfigError(exc.file, exc.key, exc.problem) from None
     g.done()
 
     a = root.table("analysis")
@@ -275,7 +236,7 @@ def load_config(path: str | Path) -> Config:
     sw = s.table("weights")
     weights = {k: sw.number(k, 0.0, minimum=-1000.0) for k in list(sw.data)}
     sw.done()
-    from .pipeline import all_symbols  # the checks define the symbols; imported late (cycle)
+    from .core.pipeline import all_symbols  # the checks define the symbols
 
     known = all_symbols()
     for name in weights:

@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable
 
-from . import pipeline
+from .core import pipeline
 from .config import Config
-from .model import AuthSummary, Decision, Envelope, Hit, Level
-from .parse import parse_message
-from .verdict import score_hits
+from .core.model import AuthSummary, Decision, Envelope, Hit, Level
+from .core.parse import parse_message
+from .core.verdict import score_hits
 
 
 class Engine:
@@ -23,7 +23,7 @@ class Engine:
         self.verify = config.auth.verify if verify is None else verify
         self.dns = dns
         if self.verify and self.dns is None:
-            from .dnsio import DnsClient
+            from .auth.dnsio import DnsClient
 
             self.dns = DnsClient.from_config(config.auth, on_query=on_dns_query)
 
@@ -56,7 +56,7 @@ class Engine:
         if not in_scope:
             return None
         if a.trusted_authserv_ids and a.use_upstream_results:
-            from .authresults import summary_from_headers
+            from .auth.authresults import summary_from_headers
 
             from_domain = msg.from_[0].domain if msg.from_ else None
             fields = [("authentication-results", v) for v in msg.header_all("authentication-results")]
@@ -65,7 +65,7 @@ class Engine:
                 return upstream
         if not self.verify:
             return None
-        from .auth import verify
+        from .auth.verify import verify
 
         return verify(raw, envelope, dns=self.dns, cfg=a, budget_seconds=a.message_budget)
 
@@ -73,6 +73,6 @@ class Engine:
         """Value of our Authentication-Results header, when we checked authentication ourselves."""
         if decision.auth is None or decision.auth.source.startswith("upstream:"):
             return None  # upstream results already stand in their own header
-        from .authresults import own_results_header
+        from .auth.authresults import own_results_header
 
         return own_results_header(decision.auth, self.config.auth.authserv_id)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .config import ConfigError, load_config
-from .model import Decision, Envelope
+from .core.model import Decision, Envelope
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "conf" / "otpguard.toml"
 

@@ -1,0 +1,1 @@
+"""Operations: Prometheus metrics, shared counter state, genuine-code bursts, the log lines."""

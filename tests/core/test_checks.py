@@ -1,0 +1,141 @@
+"""Each check on real .eml fixtures: the symbol fires where it should and not where it should not."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from conftest import mail
+from otpguard.engine import Engine
+from otpguard.core.model import Level
+
+
+def symbols(decision) -> set[str]:
+    return {h.symbol for h in decision.hits if h.score > 0 or h.symbol.startswith(("AUTH_", "FROM_BRAND_DOMAIN"))}
+
+
+def test_lookalike_sender_with_otp_is_phish(engine):
+    d = engine.analyse(mail("lookalike_sender_otp.eml"), _env())
+    assert d.level is Level.PHISH
+    assert {"LOOKALIKE_FROM_DOMAIN", "OTP_LURE", "CODE_TOKEN", "SIGNIN_LURE", "LINK_LOOKALIKE_DOMAIN",
+            "IMPERSONATION"} <= symbols(d)
+    assert d.code_mail
+
+
+def test_a_boundary_parameter_the_stdlib_cannot_read_hides_nothing(engine):
+    # A mangled RFC 2231 boundary ("boundary*; boundary*1=...") makes Python's email package
+    # raise: the sender, subject and body must still be analysed, not dropped as unparsable.
+    d = engine.analyse(mail("mangled_boundary_parameter.eml"), _env())
+    assert d.level is Level.PHISH
+    assert {"LOOKALIKE_FROM_DOMAIN", "BRAND_DISPLAY_NAME", "ACCOUNT_LOCKED_LURE", "LINK_LOOKALIKE_DOMAIN"} <= symbols(d)
+
+
+def test_japanese_display_name_spoof_is_phish(engine):
+    d = engine.analyse(mail("display_name_spoof_ja_iso2022jp.eml"), _env())
+    assert d.level is Level.PHISH
+    assert {"BRAND_DISPLAY_NAME", "SIGNIN_LURE", "ACCOUNT_LOCKED_LURE", "URGENCY", "LINK_OFF_BRAND"} <= symbols(d)
+
+
+def test_cyrillic_brand_name_is_a_homoglyph_and_ip_link_is_flagged(engine):
+    d = engine.analyse(mail("homoglyph_display_shift_jis.eml"), _env())
+    assert {"BRAND_HOMOGLYPH", "LINK_IP_LITERAL", "RESET_LURE"} <= symbols(d)
+    reason = next(h.reason for h in d.hits if h.symbol == "BRAND_HOMOGLYPH")
+    assert "\\u0410mazon" in reason  # evidence shown ASCII-safe
+
+
+def test_brand_url_shown_over_a_shortener_and_password_form(engine):
+    d = engine.analyse(mail("link_text_mismatch.eml"), _env())
+    assert {"LINK_TEXT_HREF_MISMATCH", "LINK_SHORTENER", "LOGIN_FORM", "PAYMENT_LURE"} <= symbols(d)
+    mismatch = next(h.reason for h in d.hits if h.symbol == "LINK_TEXT_HREF_MISMATCH")
+    assert mismatch == "shows www.amazon.com, goes to bit.ly"
+
+
+def test_callback_number_next_to_an_order_dispute(engine):
+    d = engine.analyse(mail("callback_order_dispute.eml"), _env())
+    assert {"CALLBACK_PHONE_NUMBER", "ORDER_DISPUTE_LURE"} <= symbols(d)
+    assert "+14155550143" in next(h.reason for h in d.hits if h.symbol == "CALLBACK_PHONE_NUMBER")
+    assert d.level is Level.PHISH
+
+
+def test_official_numbers_are_not_callback_lures(engine):
+    raw = mail("callback_order_dispute.eml").replace(b"+1 (415) 555-0143", b"+1 888-280-4331")
+    assert "CALLBACK_PHONE_NUMBER" not in symbols(engine.analyse(raw, _env()))
+
+
+def test_newsletter_mentioning_the_brand_is_clean(engine):
+    d = engine.analyse(mail("ordinary_newsletter.eml"), _env())
+    assert d.level is Level.CLEAN and d.score == 0
+
+
+def test_trusted_upstream_dmarc_fail_on_brand_domain_is_decisive(config):
+    eng = Engine(replace(config, auth=replace(config.auth, verify=False, trusted_authserv_ids=("mx.example.net",))),
+                 verify=False)
+    d = eng.analyse(mail("upstream_dmarc_fail.eml"), _env())
+    assert d.level is Level.PHISH
+    assert "DMARC_FAIL_BRAND_DOMAIN" in symbols(d)
+    assert d.auth is not None and d.auth.source == "upstream:mx.example.net"
+
+
+def test_untrusted_authentication_results_are_ignored(engine):
+    d = engine.analyse(mail("upstream_dmarc_fail.eml"), _env())
+    assert "DMARC_FAIL_BRAND_DOMAIN" not in symbols(d)
+    assert d.level is Level.CLEAN  # an unsigned brand From alone, with on-brand links, is not a verdict
+
+
+def test_aligned_upstream_pass_marks_genuine_and_stands_suspicion_down(config, corpus):
+    # legit/010: genuine Amazon mail with mx.google.com's dkim=pass/dmarc=pass results.
+    eng = Engine(replace(config, auth=replace(config.auth, verify=False, trusted_authserv_ids=("mx.google.com",))),
+                 verify=False)
+    d = eng.analyse((corpus / "legit" / "010.eml").read_bytes(), _env())
+    assert d.genuine and d.level is Level.CLEAN
+    assert [h.symbol for h in d.hits] == ["AUTH_GENUINE"]
+
+
+def test_genuine_code_mail_is_clean_and_counted_as_code_mail(engine, corpus):
+    d = engine.analyse((corpus / "legit" / "009.eml").read_bytes(), _env())
+    assert d.level is Level.CLEAN and d.code_mail
+
+
+def test_brand_from_contradicted_by_its_envelope_is_flagged(engine):
+    raw = mail("upstream_dmarc_fail.eml")
+    from otpguard.core.model import Envelope
+    d = engine.analyse(raw, Envelope(mail_from="x@bulk-sender.example", helo="amazon.co.jp",
+                                     client_name="unknown", client_ip="45.76.10.20"))
+    assert {"ENVELOPE_OFF_BRAND", "FORGED_BRAND_HELO", "FROM_BRAND_UNSIGNED"} <= symbols(d)
+    assert d.level is not Level.CLEAN
+
+
+def test_oversized_message_is_not_analysed(config):
+    eng = Engine(replace(config, analysis=replace(config.analysis, max_message_bytes=1024)), verify=False)
+    d = eng.analyse(b"From: a@b.example\r\n\r\n" + b"x" * 2000, _env())
+    assert not d.analysed and d.level is Level.CLEAN
+    assert d.hits[0].symbol == "NOT_ANALYSED"
+
+
+def test_a_failing_check_is_recorded_and_the_rest_still_run(engine, monkeypatch):
+    from otpguard.core.checks.phones import PhoneCheck
+
+    def boom(self, ctx):
+        raise RuntimeError("phone data missing")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(PhoneCheck, "run", boom)
+    d = engine.analyse(mail("callback_order_dispute.eml"), _env())
+    assert any("phones failed" in n for n in d.notes)
+    assert "ORDER_DISPUTE_LURE" in symbols(d)
+
+
+def _env():
+    from otpguard.core.model import Envelope
+    return Envelope()
+
+
+def test_brand_mail_to_an_address_other_than_the_registered_alias(config):
+    from otpguard.core.model import Envelope
+
+    aliased = replace(config, auth=replace(config.auth, verify=False),
+                      aliases=replace(config.aliases, map={"alice@example.org": "alice+amazon@example.org"}))
+    eng = Engine(aliased, verify=False)
+    raw = mail("link_text_mismatch.eml")
+    hit = eng.analyse(raw, Envelope(rcpt_to=("alice@example.org",)))
+    miss = eng.analyse(raw, Envelope(rcpt_to=("alice+amazon@example.org",)))
+    assert "ALIAS_MISMATCH" in symbols(hit) and "ALIAS_MISMATCH" not in symbols(miss)
+    assert hit.score > miss.score

@@ -1,0 +1,88 @@
+"""Registered domains by the bundled Public Suffix List, lookalikes, normalisation."""
+from __future__ import annotations
+
+import ipaddress
+import re
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from otpguard.core.domains import is_ip, lookalike, osa_distance, registered_domain
+from otpguard.core.normalize import clean, count_invisible, skeleton
+
+
+def test_registered_domain_uses_the_public_suffix_list():
+    assert registered_domain("www.amazon.co.jp") == "amazon.co.jp"
+    assert registered_domain("a.b.amazon.co.uk") == "amazon.co.uk"
+    assert registered_domain("198.51.100.7") == ""
+
+
+def test_brand_top_level_domains_are_owned(config):
+    assert config.brands[0].owns("signin.aws") and config.brands[0].owns("www.amazon")
+    assert not config.brands[0].owns("aws.example")
+
+
+def test_amazon_com_be_is_owned_despite_its_public_suffix(config):
+    brand = config.brands[0]
+    assert brand.owns("www.amazon.com.be")
+    assert lookalike("www.amazon.com.be", brand) is None
+
+
+@pytest.mark.parametrize("host,how", [
+    ("amazon-security-jp.com", "brand in name"),
+    ("amazon.co.jp.xyz-verify.top", "brand in subdomain"),
+    ("amaz0n-verify.xyz", "brand in name"),
+    ("arnazon.com", "homoglyph"),
+    ("annazon.co.jp", "homoglyph"),
+    ("amazn-support.net", "typo"),
+    ("xn--amazn-mye.com", "punycode"),
+    ("jp-amzn-support.xyz", "brand in name"),
+])
+def test_lookalike_domains_are_recognised(config, host, how):
+    found = lookalike(host, config.brands[0])
+    assert found is not None and found.how == how and found.stem in ("amazon", "amzn")
+
+
+@pytest.mark.parametrize("host", ["amazon.com", "smile.amazon.de", "amazing.com", "example.org", "mazda.com"])
+def test_real_and_unrelated_domains_are_not_lookalikes(config, host):
+    assert lookalike(host, config.brands[0]) is None
+
+
+def test_ip_literals_in_all_browser_forms():
+    assert is_ip("198.51.100.7") and is_ip("2001:db8::1") and is_ip("3325256711") and is_ip("0xc6.0x33.100.7")
+    assert not is_ip("123.example") and not is_ip("amazon.com")
+
+
+def _is_ip_by_trying(host: str) -> bool:
+    h = host.strip("[]")
+    try:
+        ipaddress.ip_address(h)
+        return True
+    except ValueError:
+        return bool(re.fullmatch(r"(?:0x[0-9a-f]+|\d+)(?:\.(?:0x[0-9a-f]+|\d+)){1,3}|\d{8,10}", h))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=st.sampled_from("0129afx.:[]%e \u0661"), max_size=16))
+@example("\u0661.1")  # an Arabic-Indic digit: \d takes it, so it counts as a dotted number
+@example("[1.2.3.4]")
+def test_ip_literal_test_agrees_with_trying_to_parse_it(host):
+    assert is_ip(host) == _is_ip_by_trying(host)
+
+
+def test_osa_distance_counts_transpositions_once():
+    assert osa_distance("aamzon", "amazon") == 1
+    assert osa_distance("amazon", "amazon") == 0
+
+
+def test_clean_removes_invisibles_and_stray_marks():
+    assert clean("A\u200bma\u200dzon") == "amazon"
+    assert clean("A\u073fm\u073fa\u073fz\u073fon") == "amazon"  # Syriac marks over Latin letters
+    assert clean("ＡＭＡＺＯＮ") == "amazon"  # NFKC folds fullwidth
+    assert count_invisible("P\u200er\u200ei\u200em\u200ee") == 4
+
+
+def test_skeleton_maps_greek_and_cyrillic_lookalikes():
+    assert skeleton(clean("Αmazοn")) == "amazon"   # Greek Alpha and omicron
+    assert skeleton(clean("Аmаzоn")) == "amazon"   # Cyrillic a and o

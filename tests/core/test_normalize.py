@@ -1,0 +1,54 @@
+"""Normalisation shortcuts: the same text as the plain forms they replace."""
+from __future__ import annotations
+
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from otpguard.core.normalize import _INVISIBLE, _STRAY_MARK_RE, _skeleton_table, fold_spaces, skeleton, strip_invisible
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u1680\u2000\u200a\u200b\u2028\u202f"
+                                        "\u205f\u3000\ufeffé語"), max_size=20))
+def test_fold_spaces_is_the_whitespace_regex(text):
+    # Every character str.isspace() knows (and some it does not: U+200B, U+FEFF), at both ends
+    # too, against the regex clean() used before.
+    assert fold_spaces(text) == re.sub(r"[\s\u00a0\u2000-\u200a\u3000]+", " ", text)
+
+
+def _strip_invisible_plainly(text: str) -> str:
+    """Every invisible character out, then every stray mark after a Latin letter."""
+    text = re.sub(f"[{_INVISIBLE}\U000e0000-\U000e007f\ufe00-\ufe0f]", "", text)
+    return _STRAY_MARK_RE.sub("", text)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=st.sampled_from("aZ \u00e9\u00ad\u200b\u200d\u2066\ufeff\U000e0041\ufe0f\u0301\u073f\u20dd"
+                                        "\u3042\u0410"), max_size=16))
+def test_strip_invisible_is_the_plain_removal(text):
+    assert strip_invisible(text) == _strip_invisible_plainly(text)
+
+
+def test_a_defaced_brand_name_is_mended():
+    assert strip_invisible("A\u073fm\u073fa\u200bz\ufeffon") == "Amazon"
+
+
+def _table_keys(astral: bool) -> list[str]:
+    return sorted(chr(c) for c in _skeleton_table() if (c > 0xFFFF) == astral)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_table_keys(False)), st.sampled_from(_table_keys(True)),
+                          st.sampled_from(list("az09 あ語é😀"))), max_size=12).map("".join))
+def test_skeleton_is_the_whole_table_translation(text):
+    # Homoglyphs from both planes (Cyrillic, fullwidth, mathematical letters) beside text the
+    # table leaves alone (kana, kanji, accents, an emoji): the search-first shortcut must
+    # never skip a character the table maps.
+    assert skeleton(text) == text.translate(_skeleton_table())
+
+
+def test_every_mapped_character_is_found_alone_and_in_japanese_text():
+    for ch in _table_keys(False) + _table_keys(True):
+        assert skeleton(f"\u3042{ch}\u8a9e") == f"\u3042{_skeleton_table()[ord(ch)]}\u8a9e"
