@@ -139,3 +139,38 @@ def test_brand_mail_to_an_address_other_than_the_registered_alias(config):
     miss = eng.analyse(raw, Envelope(rcpt_to=("alice+amazon@example.org",)))
     assert "ALIAS_MISMATCH" in symbols(hit) and "ALIAS_MISMATCH" not in symbols(miss)
     assert hit.score > miss.score
+
+
+# --- a DKIM-Signature header nobody verified is no signature (the forged-signature bypass) ---
+
+def _forged_lures_count(d) -> None:
+    assert d.level is Level.PHISH, [(h.symbol, h.score) for h in d.hits]
+    assert {"IMPERSONATION", "OTP_LURE", "ENVELOPE_OFF_BRAND"} <= symbols(d)
+    assert "FROM_BRAND_UNSIGNED" not in symbols(d)  # a signature header is there: not "no signature"
+    assert any(h.symbol == "BRAND_SIGNATURE_UNVERIFIED" and "amazon.co.jp" in h.reason for h in d.hits)
+
+
+def test_a_forged_brand_signature_header_mutes_nothing_without_verification(engine):
+    # verify = false (the engine fixture): the header d=amazon.co.jp was never checked.
+    _forged_lures_count(engine.analyse(mail("forged_brand_signature.eml"), _env()))
+
+
+def test_a_forged_brand_signature_header_mutes_nothing_beside_upstream_results_without_dkim(config):
+    # A trusted upstream host reported SPF only: its results say nothing of the signature.
+    eng = Engine(replace(config, auth=replace(config.auth, verify=False, trusted_authserv_ids=("mx.example.org",))),
+                 verify=False)
+    raw = b"Authentication-Results: mx.example.org; spf=none smtp.mailfrom=mailer.example.net\r\n" \
+        + mail("forged_brand_signature.eml")
+    d = eng.analyse(raw, _env())
+    assert d.auth is not None and d.auth.source == "upstream:mx.example.org" and d.auth.dkim == ()
+    _forged_lures_count(d)
+
+
+def test_a_forged_brand_signature_header_mutes_nothing_in_a_message_over_max_parse_bytes(config):
+    # Only a prefix is analysed and a prefix is never authenticated (engine.analyse).
+    eng = Engine(replace(config, analysis=replace(config.analysis, max_parse_bytes=2048)), verify=True,
+                 dns=object())  # never asked: a truncated message is not authenticated
+    raw = mail("forged_brand_signature.eml") + b"<!-- " + b"padding " * 1000 + b"-->\r\n"
+    d = eng.analyse(raw, _env())
+    assert any("analysed the first 2048 bytes" in n for n in d.notes) and d.auth is None
+    _forged_lures_count(d)

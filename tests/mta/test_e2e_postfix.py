@@ -7,6 +7,7 @@ only and is delivered to a local Maildir or held; nothing is relayed.
 """
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import contextlib
 import email
@@ -505,3 +506,27 @@ def test_sigterm_finishes_the_message_in_flight(stack: Stack) -> None:
     finally:
         slow.stop()
         inst_gen.close()
+
+
+@pytest.mark.integration
+def test_forged_brand_signature_on_a_message_over_max_parse_bytes_is_still_held(stack: Stack) -> None:
+    """A junk DKIM-Signature d=amazon.co.jp on a spoofed lure, padded past max_parse_bytes (4 MiB in
+    the shipped config), so the prefix is analysed unauthenticated: the header must not count as a
+    signature, and the lure is held as phish."""
+    original = (Path(__file__).resolve().parents[1] / "fixtures" / "mail" / "forged_brand_signature.eml").read_bytes()
+    head, _, html = original.replace(b"\r\n", b"\n").partition(b"\n\n")
+    head = head.replace(b"Content-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: 7bit",
+                        b'Content-Type: multipart/mixed; boundary="b1"')
+    blob = base64.encodebytes(bytes(range(256)) * (4600 * 1024 // 256))
+    raw = (head + b"\n\n--b1\nContent-Type: text/html; charset=utf-8\n\n" + html
+           + b"\n--b1\nContent-Type: application/octet-stream\nContent-Disposition: attachment; filename=\"scan.bin\"\n"
+           + b"Content-Transfer-Encoding: base64\n\n" + blob + b"--b1--\n")
+    assert len(raw) > 4 * 1024 * 1024 + 100_000
+    code, reply = stack.pf.send(raw, listener="unix")
+    assert code == 250, reply
+    qid = queue_id_of(reply)
+    delivered, held = wait_settled(stack.pf, {qid})
+    line = verdicts(stack.a)[qid]
+    assert line["verdict"] == "phish", line
+    assert {"IMPERSONATION", "OTP_LURE", "BRAND_SIGNATURE_UNVERIFIED"} <= set(line["symbols"]), line
+    assert qid in held

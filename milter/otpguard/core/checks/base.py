@@ -124,10 +124,17 @@ class Context:
 
     @cached_property
     def brand_signed(self) -> bool:
-        """Signed by a brand domain: verified when auth results exist, else a signature is present."""
-        if self.auth is not None and self.auth.dkim:
-            return any(self.brand.owns(d.domain) and d.result == "pass" for d in self.auth.dkim)
-        return any(self.brand.owns(d) for d in self.msg.dkim_domains)
+        """A brand domain's DKIM signature that verified: by our own check, or a trusted
+        upstream's dkim=pass. A DKIM-Signature header nobody verified proves nothing: anyone
+        can write one (offline scans, verify = false, a prefix of a large message, an
+        upstream result without a DKIM entry)."""
+        auth = self.auth
+        return auth is not None and any(self.brand.owns(d.domain) and d.result == "pass" for d in auth.dkim)
+
+    @cached_property
+    def brand_signature_header(self) -> str | None:
+        """The d= of a DKIM-Signature header naming a brand domain, verified or not."""
+        return next((d for d in self.msg.dkim_domains if self.brand.owns(d)), None)
 
     # --- normalised text
     @cached_property

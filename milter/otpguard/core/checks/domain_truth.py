@@ -14,6 +14,7 @@ class DomainTruthCheck:
     symbols = {
         "FROM_BRAND_DOMAIN": "the From domain is one of the brand's own",
         "FROM_BRAND_UNSIGNED": "the From domain is the brand's but no brand DKIM signature is present",
+        "BRAND_SIGNATURE_UNVERIFIED": "a brand DKIM signature is present but was not verified (information)",
         "REPLY_TO_OFF_BRAND": "the From domain is the brand's but replies go to a foreign domain",
         "FORGED_BRAND_HELO": "a relay greeted with a brand host name from a foreign or unnamed address",
         "ENVELOPE_OFF_BRAND": "the From domain is the brand's but the envelope sender is foreign",
@@ -27,9 +28,14 @@ class DomainTruthCheck:
         if ctx.from_owned:
             yield Hit(symbol="FROM_BRAND_DOMAIN", strength=1.0, reason=f"from {ctx.from_domain}")
         # The brand signs all of its mail (d=amazon.<tld>): a brand address with no brand
-        # signature at all was not sent by the brand, or was rewritten on the way.
+        # signature at all was not sent by the brand, or was rewritten on the way. A signature
+        # header that was not verified is no signature, and no evidence against either.
         if not ctx.brand_signed:
-            yield Hit(symbol="FROM_BRAND_UNSIGNED", strength=1.0, reason=f"no DKIM signature by {claimed[0]}")
+            if ctx.brand_signature_header is None:
+                yield Hit(symbol="FROM_BRAND_UNSIGNED", strength=1.0, reason=f"no DKIM signature by {claimed[0]}")
+            else:
+                yield Hit(symbol="BRAND_SIGNATURE_UNVERIFIED", strength=1.0,
+                          reason=f"DKIM signature by {ctx.brand_signature_header} not verified")
             # The brand bounces to its own domains (bounces.amazon.*, amazonses.com); an
             # unsigned brand From with a foreign envelope sender was sent by someone else.
             envelope_domain = envelope_sender_domain(ctx)
