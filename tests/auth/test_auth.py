@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "auth"
-CORPUS = ROOT.parent / "shared" / "corpus"
+from conftest import CORPUS  # noqa: E402  (one setting: OTPGUARD_CORPUS)
 
 AMAZON_IP = "192.0.2.25"  # in amazon.co.jp's SPF
 AMAZON_COM_IP = "54.240.13.167"

@@ -174,3 +174,31 @@ def test_a_forged_brand_signature_header_mutes_nothing_in_a_message_over_max_par
     d = eng.analyse(raw, _env())
     assert any("analysed the first 2048 bytes" in n for n in d.notes) and d.auth is None
     _forged_lures_count(d)
+
+
+# --- trace fields read as MTAs write them ---------------------------------------------------------
+
+def _brand_mail(extra_headers: bytes) -> bytes:
+    return (extra_headers + b"From: Amazon.co.jp <account-update@amazon.co.jp>\r\nTo: a@example.org\r\n"
+            b"Subject: Your order\r\nDKIM-Signature: v=1; d=amazon.co.jp; s=x; h=from; b=x; bh=x\r\n\r\n"
+            b"Your order has shipped.\r\n")
+
+
+def test_a_brand_helo_from_a_private_address_is_an_internal_hop_in_every_received_form(engine):
+    internal = _brand_mail(b"Received: from ip-10-6-11-83.compute.internal (HELO smtpout.mail.amazon.co.jp)"
+                           b" ([10.6.11.83])\r\n  by relay.example.net with ESMTP; 30 Nov 2025 07:15:28 +0000\r\n")
+    assert "FORGED_BRAND_HELO" not in {h.symbol for h in engine.analyse(internal, _env()).hits}
+    public = internal.replace(b"[10.6.11.83]", b"[45.76.10.20]")
+    assert "FORGED_BRAND_HELO" in {h.symbol for h in engine.analyse(public, _env()).hits}
+
+
+def test_a_list_copy_is_not_judged_by_the_envelope_the_list_wrote(engine):
+    from otpguard.core.model import Envelope
+    env = Envelope(mail_from="list-bounces@lists.example.org", client_ip="192.0.2.7", helo="lists.example.org")
+    direct = _brand_mail(b"")
+    assert "ENVELOPE_OFF_BRAND" in {h.symbol for h in engine.analyse(direct, env).hits}
+    listed = _brand_mail(b"List-Id: <dev.lists.example.org>\r\n")
+    assert "ENVELOPE_OFF_BRAND" not in {h.symbol for h in engine.analyse(listed, env).hits}
+    # ...but what the list's own receiving host recorded of the original envelope still counts.
+    spf = b"Received-SPF: none (lists.example.org: domain of x@bulk.example does not designate) envelope-from=<x@bulk.example>\r\n"
+    assert "ENVELOPE_OFF_BRAND" in {h.symbol for h in engine.analyse(_brand_mail(spf).replace(b"From:", b"List-Id: <x>\r\nFrom:", 1), env).hits}

@@ -86,6 +86,7 @@ def test_cpus_not_available_are_left_out_and_said():
     assert "event=cpu_affinity_narrowed" in log and "not available: [4000]" in log
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(len(CPUS) < 2, reason="one CPU: nothing to choose between")
 def test_running_milter_threads_share_the_configured_cpu():
     """The shipped "auto" in `otpguard serve`: every thread it runs at start, libmilter's included."""

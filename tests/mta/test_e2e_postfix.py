@@ -32,7 +32,7 @@ from support.postfix import (OTPGUARD, OtpguardServer, PostfixInstance,
                              postfix_instance_factory, shared_tmpdir, strip_mbox_from,
                              write_test_config)
 
-CORPUS = Path("/work/shared/corpus")
+from conftest import CORPUS, need_corpus  # noqa: E402  (one setting: OTPGUARD_CORPUS)
 PHISH = sorted((CORPUS / "phish").glob("*.eml"))
 LEGIT = sorted((CORPUS / "legit").glob("*.eml"))
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "milter"
@@ -64,6 +64,8 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     """Postfix + two otpguard milters, started once for the module."""
+    need_corpus()
+    assert PHISH and LEGIT, f"no phish or legit mail in {CORPUS}"
     work = shared_tmpdir("otpguard-e2e-")
     (work / "sock").mkdir(mode=0o755)
     sock_a = f"unix:{work}/sock/otpguard.sock"

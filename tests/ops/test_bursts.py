@@ -110,6 +110,7 @@ def test_language_from_jp_domain_and_fallbacks() -> None:
 
 # --- Redis: the fleet case ----------------------------------------------------------------
 
+@pytest.mark.integration
 def test_two_instances_sharing_one_redis_count_together(redis_server: RedisServer) -> None:  # noqa: F811
     # Two MX hosts: each has its own store, client and tracker; only Redis is shared.
     cfg = StateConfig(backend="redis", redis_url=redis_server.url, hash_salt="site-salt")
@@ -141,6 +142,7 @@ def _errors(m: Metrics, stage: str) -> float:
     raise AssertionError("no such sample")
 
 
+@pytest.mark.integration
 def test_redis_stopped_mid_run(redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
     caplog.set_level(logging.WARNING, logger="otpguard.ops.state")
     metrics = Metrics(process_metrics=False)

@@ -36,7 +36,7 @@ from support.postfix import (OTPGUARD, OtpguardServer, PostfixInstance,
                              shared_tmpdir, strip_mbox_from, write_test_config)
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS = ROOT.parent / "shared" / "corpus"
+from conftest import need_corpus  # noqa: E402
 RULES = ROOT / "deploy" / "prometheus" / "otpguard-rules.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "otpguard-dashboard.json"
 RELOADED_PREFIX = "[METRICS-RELOADED]"
@@ -55,11 +55,7 @@ ZONES = {"amazon.co.jp": {"TXT": ["v=spf1 -all"]},
 
 
 def corpus() -> Path:
-    if not (CORPUS / "phish").is_dir():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"the corpus is missing at {CORPUS}")
-        pytest.skip(f"corpus not found at {CORPUS}")
-    return CORPUS
+    return need_corpus()
 
 
 @dataclass

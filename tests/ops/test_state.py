@@ -63,6 +63,7 @@ def test_hashed_key_keeps_namespace_hides_subject() -> None:
 
 # --- Redis ---------------------------------------------------------------------------------
 
+@pytest.mark.integration
 def test_redis_counts_with_ttl_and_hashed_keys(redis_server: RedisServer) -> None:  # noqa: F811
     store = RedisStore(redis_server.url, key_prefix="otpguard:", hash_salt="pepper")
     assert store.hit(f"burst:{ADDR}", 1000.0, 3600) == 1
@@ -87,6 +88,7 @@ def test_redis_counts_with_ttl_and_hashed_keys(redis_server: RedisServer) -> Non
     store.close()
 
 
+@pytest.mark.integration
 def test_redis_window_shared_by_two_clients(redis_server: RedisServer) -> None:  # noqa: F811
     a = RedisStore(redis_server.url, hash_salt="s")
     b = RedisStore(redis_server.url, hash_salt="s")
@@ -106,6 +108,7 @@ def test_redis_window_shared_by_two_clients(redis_server: RedisServer) -> None: 
     assert sorted(counts) == list(range(1, 9))
 
 
+@pytest.mark.integration
 def test_redis_down_raises_state_unavailable_quickly(redis_server: RedisServer) -> None:  # noqa: F811
     store = RedisStore(redis_server.url)
     assert store.hit("burst:a@b", 1.0, 10) == 1
@@ -191,6 +194,7 @@ def test_resilient_store_survives_a_failing_error_callback() -> None:
     assert ResilientStore(inner, on_error=boom).hit("k:v", 0, 10) == 0
 
 
+@pytest.mark.integration
 def test_open_store_follows_config(redis_server: RedisServer) -> None:  # noqa: F811
     assert isinstance(open_store(StateConfig()), MemoryStore)
     store = open_store(StateConfig(backend="redis", redis_url=redis_server.url, key_prefix="site1:",

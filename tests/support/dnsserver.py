@@ -27,6 +27,7 @@ import dns.exception
 import dns.message
 import dns.query
 import pytest
+from support.gate import server_started, unavailable
 
 # name -> record type -> values. TXT: strings (split into <=255-octet character-strings here);
 # A/AAAA: addresses; MX: (preference, exchange); CNAME: one target; PTR: targets.
@@ -51,10 +52,7 @@ def require(what: str, available: bool, hint: str) -> None:
     """Skip (with the reason printed) when a real component is missing; fail instead in CI."""
     if available:
         return
-    reason = f"{what} not available: {hint}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    unavailable(what, hint)
 
 
 def require_dnsmasq() -> str:
@@ -168,6 +166,7 @@ class DnsmasqServer:
             log_file = self.workdir / "queries.log" if self.log_queries else None
             conf.write_text(render_config(self.zones, port=self.port, ttl=self.ttl, log_file=log_file))
             err = (self.workdir / "stderr.log").open("wb")
+            server_started("dnsmasq")
             self._proc = subprocess.Popen(
                 [self.binary, "--keep-in-foreground", f"--conf-file={conf}", "--pid-file="],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
@@ -258,6 +257,7 @@ class BlackHoleServer:
             break
         else:
             raise RuntimeError("no free port for the black hole")
+        server_started("black-hole")
         self._thread = threading.Thread(target=self._run, name="dns-black-hole", daemon=True)
         self._thread.start()
         return self

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.gate import server_started, unavailable
 
 REDIS_SERVER = os.environ.get("REDIS_SERVER", "redis-server")
 START_TIMEOUT = 5.0
@@ -25,12 +26,9 @@ def require_redis_server() -> str:
     """Path of redis-server; skip the test (fail under CI=true) when it is missing."""
     path = shutil.which(REDIS_SERVER)
     if path is None:
-        reason = (f"{REDIS_SERVER} not found: install Debian's redis-server package "
-                  "(make setup as root does it)")
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason, pytrace=False)
-        print(f"SKIP: {reason}")
-        pytest.skip(reason)
+        unavailable("Redis", f"{REDIS_SERVER} not found: install Debian's redis-server package "
+                             "(make setup as root does it)")
+        raise AssertionError("unreachable")
     return path
 
 
@@ -77,6 +75,7 @@ class RedisServer:
         cmd = [self.binary, "--port", str(self.port), "--bind", self.host, "--save", "",
                "--appendonly", "no", "--daemonize", "no", "--dir", str(self.directory),
                "--logfile", str(self.log)]
+        server_started("redis")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:

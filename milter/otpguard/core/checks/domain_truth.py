@@ -50,8 +50,10 @@ class DomainTruthCheck:
                 yield Hit(symbol="REPLY_TO_OFF_BRAND", strength=1.0, reason=f"reply-to {foreign[0]}")
 
 
-# "from HELO (RDNS [IP])" as Postfix, Sendmail and most MTAs write it; and "from RDNS (HELO x)".
-_RECEIVED = re.compile(r"^\s*from\s+(\S+)\s+\((?:HELO\s+(\S+)\)|([^\s()\[]*)\s*\[(?:ipv6:)?([0-9a-f.:]+)\])", re.I)
+# "from HELO (RDNS [IP])" as Postfix, Sendmail and most MTAs write it; and "from RDNS (HELO x)",
+# often followed by "([IP])" (IronPort, Sendmail with a mismatched HELO).
+_RECEIVED = re.compile(r"^\s*from\s+(\S+)\s+\((?:HELO\s+(\S+)\)(?:\s*\(\[(?:ipv6:)?([0-9a-f.:]+)\]\))?"
+                       r"|([^\s()\[]*)\s*\[(?:ipv6:)?([0-9a-f.:]+)\])", re.I)
 _MAX_RECEIVED = 12
 
 
@@ -73,9 +75,9 @@ def forged_helo(ctx: Context) -> str | None:
         m = _RECEIVED.match(value)
         if not m:
             continue
-        first, helo_form, rdns, ip = m.groups()
-        if helo_form:  # "from RDNS (HELO name)": no address in this form, trust the names only
-            hops.append((helo_form, first, ""))
+        first, helo_form, helo_ip, rdns, ip = m.groups()
+        if helo_form:  # "from RDNS (HELO name) ([IP])": the address, when written, is after the HELO
+            hops.append((helo_form, first, helo_ip or ""))
         else:
             hops.append((first, rdns or "", ip or ""))
     for helo, rdns, ip in hops:
@@ -102,14 +104,18 @@ def envelope_sender_domain(ctx: Context) -> str | None:
     Offline, the receiving host's trace fields tell: Received-SPF, the smtp.mailfrom of its
     Authentication-Results, and last the Return-Path it wrote at delivery.
     """
-    if ctx.envelope.mail_from:
+    # A list copy: the list rewrote the envelope, so the MAIL FROM we were given and the trace
+    # the list wrote at its own delivery tell nothing of the author; only the Received-SPF of
+    # the host that took the original submission does.
+    list_copy = bool(ctx.msg.header("list-id") or ctx.msg.header("list-post"))
+    if ctx.envelope.mail_from and not list_copy:
         return ctx.envelope.mail_from.rpartition("@")[2].strip("<>").lower() or None
     for value in ctx.msg.header_all("received-spf")[:5]:
         m = _SPF_ENVELOPE.search(value)
         if m and (domain := (m.group(1) or m.group(2)).rpartition("@")[2].strip("<>").lower()):
             return domain
-    if ctx.msg.header("list-id") or ctx.msg.header("list-post"):
-        return None  # a list copy: the list rewrote the envelope, it tells nothing of the author
+    if list_copy:
+        return None
     for value in ctx.msg.header_all("authentication-results")[:5]:
         m = _AR_MAILFROM.search(value)
         if m and (domain := m.group(1).rpartition("@")[2].strip("<>").lower()):
