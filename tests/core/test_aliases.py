@@ -1,8 +1,12 @@
 """ALIAS_MISMATCH: brand mail to a recipient who gave the brand a different address."""
 from __future__ import annotations
 
+import pytest
+
 from otpguard.core.checks.aliases import ALIAS_MISMATCH, alias_hit, alias_mismatch, alias_mismatch_for
 from otpguard.core.model import Decision, Envelope, Level
+
+pytestmark = pytest.mark.verdict
 
 ALIASES = {"alice@example.org": "alice+amazon@example.org"}
 

@@ -1,11 +1,15 @@
 """Each check on real .eml fixtures: the symbol fires where it should and not where it should not."""
 from __future__ import annotations
 
+import pytest
+
 from dataclasses import replace
 
 from conftest import mail
 from otpguard.engine import Engine
 from otpguard.core.model import Level
+
+pytestmark = pytest.mark.verdict
 
 
 def symbols(decision) -> set[str]:

@@ -15,6 +15,8 @@ from golden.update import read as read_golden
 from otpguard.core.model import Envelope, Level
 from support.corpus import HAM_FOLDERS, SPAM_FOLDERS, manifest, recorded_envelope, traffic
 
+pytestmark = pytest.mark.verdict
+
 need_corpus_at_collect = (CORPUS / "MANIFEST.tsv").is_file()
 MANIFEST = manifest(CORPUS) if need_corpus_at_collect else []
 GOLDEN = read_golden()

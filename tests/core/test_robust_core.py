@@ -1,6 +1,8 @@
 """Hostile input never raises out of the core (property tests; longer runs: make fuzz)."""
 from __future__ import annotations
 
+import pytest
+
 import random
 
 from hypothesis import HealthCheck, given, settings
@@ -10,6 +12,8 @@ from conftest import need_corpus
 from otpguard.core.settings import AnalysisConfig
 from otpguard.core.model import Envelope
 from otpguard.core.parse import parse_message
+
+pytestmark = pytest.mark.verdict
 
 LIMITS = AnalysisConfig()
 HEADERS = st.sampled_from([b"From: ", b"Subject: =?utf-8?b?", b"Content-Type: multipart/mixed; boundary=", b"Content-Type: text/html; charset=",

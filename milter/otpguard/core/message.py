@@ -18,7 +18,28 @@ class Address:
 class Link:
     href: str
     text: str  # visible text of the anchor ("" for plain-text links)
-    source: str  # html | text | form | image | attachment
+    # html | text | form | image | attachment | qr | area | vml | meta-refresh | script | base
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """An image the reader sees: a logo's alt text, title and file name claim a brand as well as words."""
+
+    src: str  # the src URL or cid:, or the attachment's file name
+    alt: str
+    title: str
+    href: str  # the link the image sits in ("" when none): an image button is a call to action
+    source: str  # html | attachment
+
+
+@dataclass(frozen=True, slots=True)
+class InnerMessage:
+    """A message inside the message: a message/rfc822 part, or a forward quoted inline."""
+
+    from_: tuple[Address, ...]
+    subject: str
+    kind: str  # rfc822 | inline-forward
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +75,14 @@ class ParsedMessage:
     dkim_domains: tuple[str, ...]
     defects: tuple[str, ...]
     size: int
+    title: str = ""  # the HTML <title> of the displayed part
+    images: tuple[Image, ...] = ()
+    inner_messages: tuple[InnerMessage, ...] = ()
+    # Evidence that text was hidden from filters but not from the reader, one short phrase each
+    # ("hidden by CSS inside 4 words", "right-to-left override", "variation selectors").
+    obfuscation: tuple[str, ...] = ()
+    # Analysis limits reached (text budget, part count, depth, size cap...): what was not read.
+    limits: tuple[str, ...] = ()
 
     @property
     def headers(self) -> tuple[tuple[str, str], ...]:
