@@ -136,22 +136,30 @@ def list_copy(raw: bytes, rng: random.Random) -> bytes | None:
 
 
 _ANCHOR = re.compile(r"(?is)<a\b[^>]*\bhref\s*=\s*[\"']?[^\"'\s>]+[^>]*>.*?</a>")
-_URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
+_URL = re.compile(r"(?:https?://|www\.)[^\s<>\"']+", re.I)
+_PHONE_LINE = re.compile(r"(?im)^.*(?:call|phone|電話|appel|anruf|llam|chiam|ligue|致电|电话).*\+?\d[\d ().-]{7,}\d.*$")
+_LIST_FOOTER = re.compile(r"(?i)mailman|listinfo|mailing list|lists\.")
 
 
 @transform("lure-words-removed", applies_to=("phish",))
 def lure_words_removed(raw: bytes, rng: random.Random) -> bytes | None:
-    """Every sentence is replaced by a neutral greeting; only the links and buttons stay. Who
-    the sender claims to be and what the reader is asked to click are unchanged."""
+    """Every sentence is replaced by a neutral greeting; only the calls to action stay (links,
+    buttons, lines with a phone number). Who the sender claims to be and what the reader is
+    asked to do are unchanged. A message whose only links are a mailing list's footer has no
+    call to action to keep: not transformed."""
+    def ctas(text: str) -> list[str]:
+        return [u for u in _URL.findall(text) if not _LIST_FOOTER.search(u)] + _PHONE_LINE.findall(text)
+
     def plain(text: str) -> str:
-        urls = _URL.findall(text)
-        return "Hello,\n\nPlease see below.\n\n" + "\n".join(urls) + "\n" if urls else text
+        kept = ctas(text)
+        return "Hello,\n\nPlease see below.\n\n" + "\n".join(kept) + "\n" if kept else text
 
     def html(doc: str) -> str:
-        anchors = _ANCHOR.findall(doc)
-        if not anchors:
+        anchors = [a for a in _ANCHOR.findall(doc) if not _LIST_FOOTER.search(a)]
+        kept = anchors + [html_lib.escape(c) for c in ctas(html_to_sentences(_ANCHOR.sub(" ", doc)))]
+        if not kept:
             return doc
-        return "<html><body><p>Hello,</p><p>Please see below.</p>" + "".join(f"<p>{a}</p>" for a in anchors) \
+        return "<html><body><p>Hello,</p><p>Please see below.</p>" + "".join(f"<p>{a}</p>" for a in kept) \
             + "</body></html>"
 
     return edit_text(raw, plain=plain, html=html)

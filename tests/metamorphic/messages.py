@@ -105,15 +105,20 @@ def set_header(raw: bytes, name: str, value: str | None) -> bytes | None:
 
 
 def from_parts(raw: bytes) -> tuple[str, str]:
-    """(display name, address) of the first From address ("", "") when there is none."""
+    """(display name, address) of the first From address ("", "") when there is none, decoded the
+    way otpguard reads it (RFC 2047 words across folded lines joined without a space)."""
+    from otpguard.core.headerfields import decode_header_value, split_address
+    from otpguard.core.mime import header_fields_only
+
     try:
-        msg = load(raw)
-        addrs = msg["From"].addresses if msg["From"] is not None else ()
+        value = header_fields_only(strip_mbox(raw)).get("From")
+        pairs = split_address(str(value)) if value is not None else []
     except Exception:  # noqa: BLE001
         return "", ""
-    if not addrs:
+    if not pairs:
         return "", ""
-    return addrs[0].display_name, addrs[0].addr_spec
+    display, addr = pairs[0]
+    return (decode_header_value(display) if "=?" in display else display), addr
 
 
 def subject_of(raw: bytes) -> str:
@@ -124,7 +129,11 @@ def subject_of(raw: bytes) -> str:
 
 
 def address(display: str, addr: str) -> str:
-    return formataddr((display, addr))
+    try:
+        return formataddr((display, addr))
+    except UnicodeError:  # a non-ASCII address: written as it came (SMTPUTF8 style)
+        quoted = display.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{quoted}" <{addr}>' if display else addr
 
 
 def wrap_rfc822(raw: bytes, *, outer_from: str, outer_to: str, subject: str, note: str) -> bytes:

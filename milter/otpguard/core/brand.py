@@ -1,8 +1,12 @@
-"""Brand profiles: what a brand is called, which domains are really its own, its phone numbers."""
+"""Brand profiles: what a brand is called, which domains are its own, where it sends from, which of
+its name space anyone can use, its phone numbers."""
 from __future__ import annotations
 
+import fnmatch
+import re
 import tomllib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import ProfileError
@@ -21,6 +25,14 @@ class BrandProfile:
     domains: tuple[str, ...]
     # Domains the brand sends through or links to, that never claim to be the brand by themselves.
     infrastructure_domains: tuple[str, ...]
+    # Domains outside `domains` that the brand itself sends mail from (a service's notices:
+    # sns.amazonaws.com, amazonses.com bounces). Authenticated, such mail is the brand's own.
+    sending_domains: tuple[str, ...] = ()
+    # Host patterns (shell globs) of brand space anyone can fill: a customer's bucket, CDN
+    # distribution or function URL. Links there are foreign-hosted, never the brand's.
+    customer_space: tuple[str, ...] = ()
+    # Host patterns inside customer_space that the brand itself operates (its API endpoints).
+    service_hosts: tuple[str, ...] = ()
     # Labels lookalike domains imitate: the registrable label of the brand ("amazon").
     stems: tuple[str, ...]
     phones: tuple[str, ...]
@@ -31,12 +43,44 @@ class BrandProfile:
     path: str = ""
 
     def owns(self, host: str | None) -> bool:
-        """Is this host (or domain) one of the brand's own domains or below one?"""
-        return _below(host, _cached_set(self.domains))
+        """Is this host (or domain) one of the brand's own domains or below one? Customer space
+        under a brand name (a function URL under on.aws) is not the brand's own."""
+        return _below(host, _cached_set(self.domains)) and not (self.customer_space and self.customer_hosted(host))
+
+    def sends_from(self, domain: str | None) -> bool:
+        """Is this a domain the brand sends its own service mail from (not one of its own domains)?"""
+        return _below(domain, _cached_set(self.sending_domains))
+
+    def customer_hosted(self, host: str | None) -> bool:
+        """Is this host in brand space that anyone can fill (and not a brand service host)?"""
+        h = (host or "").lower().rstrip(".")
+        return bool(h) and _globs(self.customer_space).match(h) is not None \
+            and _globs(self.service_hosts).match(h) is None
 
     def trusts_link(self, host: str | None) -> bool:
-        """Is this host the brand's own or its sending/linking infrastructure?"""
-        return _below(host, _cached_set(self.domains)) or _below(host, _cached_set(self.infrastructure_domains))
+        """Is this host the brand's own, its sending/linking infrastructure or a brand service
+        host? Customer space is never trusted, even under a brand-owned name."""
+        h = (host or "").lower().rstrip(".")
+        if self.customer_hosted(h):
+            return False
+        return _below(h, _cached_set(self.domains)) or _below(h, _cached_set(self.infrastructure_domains)) \
+            or _below(h, _cached_set(self.sending_domains)) or _globs(self.service_hosts).match(h) is not None
+
+    def family_registrations(self) -> frozenset[str]:
+        """Registered names the brand holds beyond its own domains: its infrastructure, sending
+        domains and the apexes of its customer space. A lookalike test never fires on them
+        (amazonaws.com contains "amazon" and is Amazon's)."""
+        apexes = {p.lstrip("*.").split("/", 1)[0] for p in self.customer_space + self.service_hosts}
+        return frozenset(x.lower() for x in (*self.infrastructure_domains, *self.sending_domains, *apexes)
+                         if "*" not in x)
+
+
+@lru_cache(maxsize=64)
+def _globs(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """One regex for a tuple of host globs (fnmatch syntax); matches nothing when empty."""
+    if not patterns:
+        return re.compile(r"(?!)")
+    return re.compile("|".join(f"(?:{fnmatch.translate(p.lower())})" for p in patterns))
 
 
 def _below(host: str | None, domains: frozenset[str]) -> bool:
@@ -79,8 +123,8 @@ def load_brand(path: Path, *, config_file: Path | str, key: str) -> BrandProfile
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(path, "", f"not valid TOML: {exc}") from None
 
-    allowed = {"id", "display", "names", "products", "domains", "infrastructure_domains", "stems",
-               "phones", "lure_sets", "extra_lures"}
+    allowed = {"id", "display", "names", "products", "domains", "infrastructure_domains", "sending_domains",
+               "customer_space", "service_hosts", "stems", "phones", "lure_sets", "extra_lures"}
     for k in data:
         if k not in allowed:
             raise ProfileError(path, k, "unknown key")
@@ -114,6 +158,9 @@ def load_brand(path: Path, *, config_file: Path | str, key: str) -> BrandProfile
         products=tuple(x.lower() for x in strings("products", matched=True)),
         domains=tuple(x.lower() for x in strings("domains", True)),
         infrastructure_domains=tuple(x.lower() for x in strings("infrastructure_domains")),
+        sending_domains=tuple(x.lower() for x in strings("sending_domains")),
+        customer_space=tuple(x.lower() for x in strings("customer_space")),
+        service_hosts=tuple(x.lower() for x in strings("service_hosts")),
         stems=tuple(x.lower() for x in strings("stems", True, matched=True)),
         phones=strings("phones"),
         lure_sets=strings("lure_sets"),

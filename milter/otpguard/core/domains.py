@@ -153,9 +153,16 @@ def lookalike(host: str, brand: BrandProfile) -> Lookalike | None:
     """Does this host imitate one of the brand's domains (and is not one of them)?"""
     if not host or is_ip(host):
         return None
-    return _lookalike(host, brand.stems, _owned(brand.domains, brand.infrastructure_domains))
+    return _lookalike(host, brand.stems, _owned(brand))
 
 
-@lru_cache(maxsize=16)
-def _owned(domains: tuple[str, ...], infrastructure: tuple[str, ...]) -> frozenset[str]:
-    return frozenset(domains) | frozenset(infrastructure)
+_OWNED: dict[int, tuple[object, frozenset[str]]] = {}
+
+
+def _owned(brand: BrandProfile) -> frozenset[str]:
+    """The brand's own domains and the names its family holds (infrastructure, sending domains,
+    customer-space apexes): never lookalikes of the brand."""
+    found = _OWNED.get(id(brand))
+    if found is None or found[0] is not brand:
+        found = _OWNED[id(brand)] = (brand, frozenset(brand.domains) | brand.family_registrations())
+    return found[1]

@@ -1,7 +1,15 @@
 """The pure analysis core: parsed message (+ optional auth results) in, Decision out.
 
-The order of checks is this table, top to bottom. Authentication comes first: an aligned
-DMARC pass on a brand domain makes the message genuine and the suspicion checks stand down.
+The decision model is identity, then intent (docs/architecture.md):
+1. Authentication first: an aligned DMARC pass on a brand domain makes the message genuine
+   and the suspicion checks stand down.
+2. The claim: where the message speaks as the brand (checks/claim.py). No claim, no more work.
+3. Can the sender be the brand? sender_state() below: a foreign domain cannot; a brand From
+   that its own evidence contradicts cannot; an authenticated brand (or brand-sending) domain
+   can; an unverified brand From that nothing contradicts may.
+4. The suspicion checks run in the order of the SUSPICION table, top to bottom.
+5. Impersonation (checks/impersonation.py): a claim from a sender who cannot be the brand plus
+   any call to action is phish on its own; lure intent, urgency and obfuscation add weight.
 """
 from __future__ import annotations
 
@@ -9,6 +17,9 @@ from .checks.aliases import ALIAS_MISMATCH, alias_hit, alias_mismatch_for
 from .checks.aliases import DESCRIPTION as ALIAS_DESCRIPTION
 from .checks.authentication import AuthenticationCheck
 from .checks.base import Check, Context
+from .checks.impersonation import DESCRIPTION as IMPERSONATION_DESCRIPTION
+from .checks.impersonation import SYMBOL as IMPERSONATION
+from .checks.impersonation import impersonation
 from .checks.brand_claim import BrandClaimCheck
 from .checks.domain_truth import DomainTruthCheck
 from .checks.links import LinkCheck
@@ -29,8 +40,9 @@ SUSPICION: tuple[Check, ...] = (
     PhoneCheck(),          # whom the reader is asked to call
     ObfuscationCheck(),    # words hidden from filters
 )
-# A claim made only in the body ("as seen on Amazon") is weaker evidence than a sender that
-# names the brand: its suspicion scores count at this factor.
+# A claim where the brand is only the topic or a mention ("as seen on Amazon", a subject about
+# Amazon) is weaker evidence than a sender or body that speaks as the brand: its suspicion
+# scores count at this factor.
 WEAK_CLAIM_FACTOR = 0.5
 # Evidence that a brand From address is not what it says. Without any of it, a brand From
 # with security-code words is what the brand itself sends (copies that lost their signature
@@ -47,7 +59,7 @@ LURE_SYMBOLS = frozenset(SYMBOL_OF_KIND.values()) | {"CODE_TOKEN", "LURE_IN_ATTA
 def all_symbols() -> dict[str, str]:
     """Every symbol the core can emit, with its description."""
     out = {"NOT_ANALYSED": "the message was not analysed (too large)",
-           "IMPERSONATION": "claims the brand as sender and asks for credentials, codes, payment or a call",
+           IMPERSONATION: IMPERSONATION_DESCRIPTION,
            ALIAS_MISMATCH: ALIAS_DESCRIPTION}
     for check in (AUTHENTICATION, *SUSPICION):
         out.update(check.symbols)
@@ -77,19 +89,45 @@ def decide(ctxs: list[Context], config: CoreSettings, auth: AuthSummary | None) 
     return best
 
 
-def _composites(ctx: Context) -> list[Hit]:
+def sender_state(ctx: Context, hits: list[Hit]) -> str:
+    """Can the sender be the brand?
+
+    brand: an authenticated brand domain (genuine, or a verified brand signature on a brand From);
+    service: one of the brand's sending domains (its service notices, whose text may carry a
+      customer's words): never an impersonator, but its content is still judged;
+    unverified: a brand From nobody verified and nothing contradicts;
+    contradicted: a brand From with evidence it is not the brand's (failed authentication,
+      foreign envelope, forged HELO, lookalikes, foreign links...);
+    foreign: any other From domain: it cannot be the brand.
+    """
+    if ctx.genuine or (ctx.from_owned and ctx.brand_signed):
+        return "brand"
+    contradicted = any(h.symbol in CONTRADICTIONS for h in hits)
+    if ctx.relay is not None:
+        # A list copy or a forward: the author is judged, and nothing of the relay vouches for it.
+        author = ctx.relay[1].domain
+        if ctx.brand.owns(author):
+            return "contradicted" if contradicted else "unverified"
+        return "service" if ctx.brand.sends_from(author) else "foreign"
+    if ctx.from_owned:
+        return "contradicted" if contradicted else "unverified"
+    if ctx.brand.sends_from(ctx.from_domain):
+        return "service"
+    return "foreign"
+
+
+def _composites(ctx: Context, sender: str) -> list[Hit]:
     """Combinations worth more than their parts (rspamd-style composites)."""
-    out = []
-    wants = list(ctx.credential_lures)
-    if not ctx.from_owned and "prize" in ctx.lures:
-        # A foreign sender giving away the brand's vouchers is the classic gift-card scam; the
-        # brand's own (unsigned, old) marketing may offer rewards, so only foreign senders.
-        wants.append("prize")
-    if ctx.claim.strong and wants and not (ctx.from_owned and ctx.brand_signed):
-        where = ", ".join(ctx.claim.strong[:2])
-        out.append(Hit(symbol="IMPERSONATION", strength=1.0,
-                       reason=f"claims {ctx.brand.display} ({where}) and asks for {'/'.join(wants[:3])}"))
-    return out
+    hit = impersonation(ctx, sender)
+    return [hit] if hit is not None else []
+
+
+def _run_composites(ctx: Context, sender: str, errors: list[str]) -> list[Hit]:
+    try:
+        return _composites(ctx, sender)
+    except Exception as exc:  # noqa: BLE001 - recorded like a failing check
+        errors.append(f"check composites failed: {type(exc).__name__}: {exc}"[:200])
+        return []
 
 
 def _run(check: Check, ctx: Context, errors: list[str]) -> list[Hit]:
@@ -111,23 +149,28 @@ def _decide_one(ctx: Context, config: CoreSettings) -> Decision:
         score, scored = score_hits(hits, config.scoring)
         return Decision(level=Level.CLEAN, score=score, genuine=True, hits=scored, brand=ctx.brand.id,
                         code_mail=code_mail, auth=ctx.auth, notes=tuple(errors))
-    if not claim.strong and not ctx.credential_lures:
-        # Mentioning the brand in passing (news, reviews, shopping tips) is not a claim to be it.
+    if not claim.strong and not (ctx.credential_lures and any(a.risky for a in ctx.actions)):
+        # Mentioning the brand in passing (news, reviews, shopping tips) is not a claim to be it,
+        # unless the text asks for credentials towards a suspect destination.
         score, scored = score_hits(hits, config.scoring)
         return Decision(level=level_for(score, config.scoring), score=score, hits=scored, auth=ctx.auth,
                         code_mail=code_mail, notes=tuple(errors))
     suspicion: list[Hit] = []
     for check in SUSPICION:
         suspicion.extend(_run(check, ctx, errors))
-    if ctx.from_owned and not any(h.symbol in CONTRADICTIONS for h in suspicion + hits):
+    sender = sender_state(ctx, suspicion + hits)
+    composites: list[Hit] = []
+    if sender in ("brand", "unverified", "service") and not any(h.symbol in CONTRADICTIONS for h in suspicion + hits):
+        # What the brand itself says ("your verification code is ...") proves nothing against a
+        # brand sender that nothing contradicts.
         suspicion = [h for h in suspicion if h.symbol not in LURE_SYMBOLS]
     else:
-        suspicion.extend(_composites(ctx))
+        composites = _run_composites(ctx, sender, errors)
     if claim.strong and (reason := alias_mismatch_for(brand=ctx.brand.id, genuine=False,
                                                       rcpt_to=ctx.envelope.rcpt_to, alias_map=config.aliases.map)):
         suspicion.append(alias_hit(reason))
-    factor = 1.0 if claim.strong else WEAK_CLAIM_FACTOR
-    score_a, scored_a = score_hits(hits, config.scoring)
+    factor = 1.0 if claim.speaks_as_brand else WEAK_CLAIM_FACTOR
+    score_a, scored_a = score_hits(hits + composites, config.scoring)  # the decision itself: never discounted
     score_s, scored_s = score_hits(suspicion, config.scoring, factor)
     score = round(score_a + score_s, 2)
     scored = tuple(sorted(scored_a + scored_s, key=lambda h: (-h.score, h.symbol)))

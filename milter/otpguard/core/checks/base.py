@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Iterable, Protocol
 
 from ..brand import BrandProfile
-from ..domains import Lookalike, lookalike
+from ..domains import Lookalike, lookalike, registered_domain
+from ..intent import intents
 from ..model import AuthSummary, Envelope, Hit
 from ..normalize import clean, fold_lookalike, skeleton
+from ..headerfields import split_address
 from ..message import Address, ParsedMessage
 from ..vocabulary import LURES, Phrases, compile_kind
+from .action import CallToAction, calls_to_action, list_links
+from .claim import Claim, find_claim
 
 
 # Lure kinds that want something from the reader (prizes and urgency alone do not).
@@ -26,18 +29,6 @@ class Check(Protocol):
     symbols: dict[str, str]  # symbol -> one-line description
 
     def run(self, ctx: "Context") -> Iterable[Hit]: ...
-
-
-@dataclass(slots=True)
-class Claim:
-    """Where a message claims to be the brand: strong places name it as the sender."""
-
-    strong: list[str] = field(default_factory=list)
-    weak: list[str] = field(default_factory=list)
-
-    @property
-    def any(self) -> bool:
-        return bool(self.strong or self.weak)
 
 
 _LURE_PATTERNS: dict[tuple[str, tuple[str, ...]], Phrases] = {}
@@ -199,6 +190,13 @@ class Context:
                 if text and (m := pattern.search(text)):
                     found[kind] = f"{where}: {m.group(0)[:40]!r}"
                     break
+        # The same intents in other words: concepts that occur together (intent.py).
+        missing = tuple(k for k in self.brand.lure_sets if k not in found)
+        if missing:
+            for where, text in places:
+                for it in intents(text, missing) if text else ():
+                    if it.kind not in found:
+                        found[it.kind] = f"{where}: {it.evidence}"[:80]
         return found
 
     @cached_property
@@ -227,29 +225,74 @@ class Context:
     # --- the claim
     @cached_property
     def claim(self) -> Claim:
-        c = Claim()
-        if self.from_owned:
-            c.strong.append("from-domain")
-        if any(self.brand.owns(a.domain) for a in self.msg.reply_to):
-            c.strong.append("reply-to-domain")
-        if self.names_brand(self.display_clean):
-            c.strong.append("display-name")
-        if self.names_brand(self.subject_clean):
-            c.strong.append("subject")
-        locals_ = " ".join(a.local for a in self.msg.from_ + self.msg.reply_to if not self.brand.owns(a.domain))
-        folded_locals = self.folded(clean(locals_)) if locals_ else ""
-        if folded_locals and any(stem in folded_locals for stem in self.brand.stems):
-            c.strong.append("sender-address")
-        if self.sender_lookalikes:
-            c.strong.append("lookalike-domain")
-        body_named = self.mentions_brand(self.body_clean) or self.mentions_brand(self.attachment_clean)
-        if body_named:
-            if self.addresses_customer(self.body_clean) or self.addresses_customer(self.attachment_clean):
-                c.strong.append("customer-address")
-            else:
-                c.weak.append("body")
-        if not c.strong and (self.names_product(self.display_clean) or self.names_product(self.subject_clean)):
-            # "Prime" alone is an English word; beside the brand in the body or a lure it is a claim.
-            if body_named or self.lures:
-                c.strong.append("product-name")
-        return c
+        return find_claim(self)
+
+    @cached_property
+    def brand_forms(self) -> tuple[str, ...]:
+        """The brand's names as body text is searched (confusables folded to a skeleton)."""
+        return tuple(sorted({skeleton(clean(n)) for n in self.brand.names}, key=len, reverse=True))
+
+    @cached_property
+    def body_folded_head(self) -> str:
+        """Where a brand signs its mail: the first and the last lines of the body, on the skeleton."""
+        body = self.body_clean
+        if len(body) > _SPEECH_HEAD + _SPEECH_TAIL:
+            body = body[:_SPEECH_HEAD] + "\n" + body[-_SPEECH_TAIL:]
+        return skeleton(body)
+
+    # --- what the message asks the reader to do
+    @cached_property
+    def actions(self) -> list[CallToAction]:
+        return calls_to_action(self)
+
+    @cached_property
+    def warns_about_fraud(self) -> bool:
+        """The text is about phishing or fraud (an awareness newsletter, a bank's warning)."""
+        return bool(_FRAUD_WORDS.search(self.subject_clean) or _FRAUD_WORDS.search(self.body_clean[:_SPEECH_HEAD]))
+
+    # --- relays: who wrote the message when someone else sent it
+    @cached_property
+    def relay(self) -> tuple[str, Address] | None:
+        """("list", author) for a list copy whose From the list rewrote (DMARC mitigation, as
+        Mailman and Google Groups do: the author moves to X-Original-From or Reply-To);
+        ("forward", inner From) for a forwarded message whose outer sender does not itself
+        claim the brand; None for a message its From wrote."""
+        msg = self.msg
+        if msg.header("list-id") or msg.header("list-post"):
+            display = " ".join(a.display for a in msg.from_).lower()
+            original = split_address(msg.header("x-original-from") or "")
+            author = next((Address(display=d, addr=a, local=a.rpartition("@")[0], domain=a.rpartition("@")[2].lower())
+                           for d, a in original if "@" in a), None) or next(iter(msg.reply_to), None)
+            # Rewritten: "Name via List", an X-Original-From, or a From at the list's own domain.
+            rewritten = " via " in display or bool(original) or \
+                registered_domain(self.from_domain) in list_links(self)[0]
+            if author is not None and author.domain and rewritten and author.domain != self.from_domain:
+                return "list", author
+        if msg.inner_messages:
+            outer = self.names_brand(self.display_clean) or self.from_owned or bool(self.sender_lookalikes)
+            inner = next((a for m in msg.inner_messages for a in m.from_ if a.domain), None)
+            if inner is not None and not outer:
+                return "forward", inner
+        return None
+
+    @cached_property
+    def author(self) -> Address | None:
+        """Who wrote the message: the list copy's original author, else the From address. (A
+        forward's inner author is judged by the pipeline, not by the trace of this message.)"""
+        relay = self.relay
+        return relay[1] if relay is not None and relay[0] == "list" else self.from_addr
+
+    @cached_property
+    def callback_number(self) -> str | None:
+        from .phones import callback_number  # phones imports this module
+
+        return callback_number(self)
+
+
+_SPEECH_HEAD = 20_000
+# Words of a text about phishing itself (awareness newsletters, a bank's warning), in the eight languages.
+_FRAUD_WORDS = re.compile(
+    r"phishing|\bscam|fraud alert|fake (?:e-?mail|message|website)|spoof|hameçonnage|arnaque|escroquerie"
+    r"|betrug|betrüger|gefälscht|estafa|suplantación|truffa|frode|golpe|詐欺|フィッシング|なりすまし|偽の?(?:メール|サイト)"
+    r"|诈骗|詐騙|钓鱼|釣魚")
+_SPEECH_TAIL = 5_000

@@ -19,8 +19,12 @@ class BrandClaimCheck:
 
     def run(self, ctx: Context) -> Iterable[Hit]:
         claim = ctx.claim
-        owned = ctx.from_owned
+        owned = ctx.from_owned or ctx.brand.sends_from(ctx.from_domain)
         display = " ".join(a.display for a in ctx.msg.from_)
+        if ctx.relay is not None and ctx.relay[0] == "list":
+            # The display name is the author's, kept by the list: judged against the author's domain.
+            author = ctx.relay[1].domain
+            owned = ctx.brand.owns(author) or ctx.brand.sends_from(author)
         if "display-name" in claim.strong and not owned:
             yield Hit(symbol="BRAND_DISPLAY_NAME", strength=1.0,
                       reason=f"display name {display[:60]!r} from {ctx.from_domain or '(no domain)'}")

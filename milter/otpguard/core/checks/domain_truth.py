@@ -22,6 +22,21 @@ class DomainTruthCheck:
 
     def run(self, ctx: Context) -> Iterable[Hit]:
         brand = ctx.brand
+        relay = ctx.relay
+        if relay is not None and relay[0] == "forward":
+            return  # the forwarder's own trace says nothing of the forwarded message's author
+        if relay is not None:
+            # A list copy: the list rewrote From; the author's domain is what the trace is
+            # compared with (the list's MAIL FROM is skipped, its receiving host's SPF record is not).
+            author = relay[1]
+            claimed = [author.domain] if brand.owns(author.domain) else []
+            if claimed and not ctx.brand_signed:
+                if ctx.brand_signature_header is None:
+                    yield Hit(symbol="FROM_BRAND_UNSIGNED", strength=1.0, reason=f"no DKIM signature by {claimed[0]}")
+                envelope_domain = envelope_sender_domain(ctx)
+                if envelope_domain and not brand.trusts_link(envelope_domain):
+                    yield Hit(symbol="ENVELOPE_OFF_BRAND", strength=1.0, reason=f"envelope sender at {envelope_domain}")
+            return
         claimed = [a.domain for a in ctx.msg.from_ + ctx.msg.reply_to if brand.owns(a.domain)]
         if not claimed:
             return

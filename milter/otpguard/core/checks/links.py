@@ -9,26 +9,9 @@ from ..domains import is_ip, lookalike, registered_domain
 from ..model import Hit
 from ..normalize import clean
 from ..urls import host_of
+from .action import FREE_HOSTING, FREE_HOSTING_HOSTS, SHORTENERS, landing, web_href
 from .base import Context
 
-# Registered domains of URL shorteners and open redirectors' hosts.
-SHORTENERS = frozenset("""
-bit.ly bitly.com tinyurl.com t.co goo.gl ow.ly is.gd buff.ly rebrand.ly cutt.ly shorturl.at rb.gy t.ly
-me2.kr s.id bit.do tiny.cc v.gd qrco.de x.gd urlz.fr shorte.st adf.ly bl.ink short.io tiny.one u.to
-clck.ru han.gl vo.la goo.su 2u.pw lnkd.in shorturl.com soo.gd tr.im cli.gs budurl.com snip.ly
-trib.al db.tt 1url.com t2m.io urlr.me inx.lv t.me kutt.it gg.gg rotf.lol zpr.io surl.li
-""".split())
-# Hosts where anyone can publish a page (a login page costs nothing there).
-FREE_HOSTING = frozenset("""
-firebaseapp.com web.app blogspot.com github.io glitch.me netlify.app vercel.app herokuapp.com
-weebly.com wixsite.com wordpress.com 000webhostapp.com godaddysites.com googleapis.com
-amazonaws.com cloudfront.net linodeobjects.com digitaloceanspaces.com r2.dev pages.dev workers.dev
-azurewebsites.net windows.net ipfs.io dweb.link square.site carrd.co notion.site webflow.io
-yolasite.com jimdosite.com surge.sh repl.co ngrok.io ngrok-free.app trycloudflare.com translate.goog
-firebasestorage.app backblazeb2.com wasabisys.com myshopify.com sharepoint.com onmicrosoft.com
-""".split())
-FREE_HOSTING_HOSTS = frozenset({"script.google.com", "sites.google.com", "docs.google.com", "forms.gle",
-                                "drive.google.com", "storage.googleapis.com", "firebasestorage.googleapis.com"})
 # An open redirect: the real target rides in the query string.
 _REDIRECT = re.compile(r"[?&](?:url|q|u|target|dest|destination|redirect|redirect_uri|link|goto|next)=(?:https?%3a|https?:)", re.I)
 _DOMAIN_IN_TEXT = re.compile(r"(?:https?://)?((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24})(?![a-z0-9-])", re.I)
@@ -50,7 +33,7 @@ class LinkCheck:
 
     def run(self, ctx: Context) -> Iterable[Hit]:
         brand = ctx.brand
-        web = [link for link in ctx.msg.links if _is_web(link.href)]
+        web = [link for link in ctx.msg.links if web_href(link.href)]
         off: dict[str, str] = {}
         on = off_links = 0
         found: dict[str, tuple[float, str]] = {}
@@ -60,9 +43,11 @@ class LinkCheck:
                 found[symbol] = (strength, reason)
 
         for link in web[: ctx.max_links]:
-            host = host_of(link.href)
+            host, target = landing(link.href)  # a tracker or redirector: judged by where it lands
             if not host:
                 continue
+            if target != link.href and brand.trusts_link(host_of(link.href)) and not brand.trusts_link(host):
+                add("LINK_SHORTENER", 0.7, f"redirect via {host_of(link.href)} to {host}")
             if is_ip(host):
                 add("LINK_IP_LITERAL", 1.0, f"{host}")
                 off.setdefault(host, link.href)
@@ -84,9 +69,9 @@ class LinkCheck:
                 add("LINK_SHORTENER", 1.0, f"shortener {host}")
             elif _REDIRECT.search(link.href) or "/slink" in link.href.lower():
                 add("LINK_SHORTENER", 0.7, f"redirect via {host}")
-            if reg in FREE_HOSTING or host in FREE_HOSTING_HOSTS:
+            if reg in FREE_HOSTING or host in FREE_HOSTING_HOSTS or brand.customer_hosted(host):
                 add("LINK_FREE_HOSTING", 1.0, f"{host}")
-            path = clean(unquote(link.href.lower().split(host, 1)[-1]))[:300]
+            path = clean(unquote(target.lower().split(host, 1)[-1]))[:300]
             if look is None and ctx.names_brand(path):
                 add("LINK_BRAND_IN_PATH", 1.0, f"{host}{path[:60]}")
             self._text_mismatch(ctx, link.text, host, add)
@@ -125,8 +110,3 @@ class LinkCheck:
         # domains over click trackers all the time, which proves nothing.
         if ctx.brand.trusts_link(shown) and not ctx.brand.trusts_link(host):
             add("LINK_TEXT_HREF_MISMATCH", 1.0, f"shows {shown}, goes to {host}")
-
-
-def _is_web(href: str) -> bool:
-    h = href.strip().lower()
-    return h.startswith(("http://", "https://", "//", "www.")) or h.startswith("hxxp")
