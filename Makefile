@@ -6,35 +6,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= conf/otpguard.toml
 CORPUS ?= ../shared/corpus
-DEB_PACKAGES := postfix libmilter-dev dnsmasq-base redis-server prometheus systemd gcc
+.PHONY: run test eval bench fuzz setup setup-test sysdeps sysdeps-test venv clean
 
-.PHONY: run test eval bench fuzz setup sysdeps venv clean
-
+# Debian packages (tools/sysdeps.sh): `make run` installs what running needs (a compiler and
+# headers for pymilter), `make test` adds the servers the tests start on loopback (postfix,
+# dnsmasq-base, redis-server, prometheus for promtool, systemd for systemd-analyze). As root
+# only, and only what is missing; test-only services are left stopped and disabled.
 setup: sysdeps venv
+setup-test: sysdeps-test venv
 
-# Debian packages: installed only when something is missing and we are root; as a normal user
-# we say what is missing and carry on (the tests that need them say why they cannot run).
 sysdeps:
-	@missing=""; \
-	command -v postconf >/dev/null 2>&1 || [ -x /usr/sbin/postconf ] || missing="$$missing postfix"; \
-	[ -f /usr/include/libmilter/mfapi.h ] || missing="$$missing libmilter-dev"; \
-	command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing="$$missing dnsmasq-base"; \
-	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
-	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
-	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
-	$(PYTHON) -c 'import os,sysconfig,sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
-	  || missing="$$missing python3-dev"; \
-	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
-	if [ -z "$$missing" ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  apt-get update -qq && \
-	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES) \
-	    $$(case "$$missing" in *python3-dev*) echo python3-dev python3-venv;; esac) >/dev/null; \
-	else \
-	  echo "missing Debian packages:$$missing (run 'make setup' as root to install them)" >&2; \
-	fi
+	@PYTHON=$(PYTHON) bash tools/sysdeps.sh run
+
+sysdeps-test:
+	@PYTHON=$(PYTHON) bash tools/sysdeps.sh test
 
 $(VENV)/.installed: pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
@@ -44,21 +29,23 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# As root the shipped socket (/run/otpguard) is used; a normal user gets a socket in var/run
-# of the checkout, because /run is root's.
+# As root, the shipped socket in Postfix's queue directory is used when Postfix is installed
+# (otpguard serve creates /var/spool/postfix/otpguard); otherwise, and for a normal user (the
+# queue directory is root's), a socket in var/run of the checkout.
 run: setup
-	@if [ "$$(id -u)" != 0 ] && [ -z "$(RUN_ARGS)" ]; then mkdir -p var/run; \
-	  echo "not root: serving on unix:$(CURDIR)/var/run/otpguard.sock"; \
+	@if [ -z "$(RUN_ARGS)" ] && { [ "$$(id -u)" != 0 ] || [ ! -d /var/spool/postfix ]; }; then mkdir -p var/run; \
+	  if [ "$$(id -u)" != 0 ]; then why="not root"; else why="no Postfix queue directory /var/spool/postfix"; fi; \
+	  echo "$$why: serving on unix:$(CURDIR)/var/run/otpguard.sock"; \
 	  exec $(VENV)/bin/otpguard serve --config $(CONFIG) --socket unix:$(CURDIR)/var/run/otpguard.sock; \
 	else exec $(VENV)/bin/otpguard serve --config $(CONFIG) $(RUN_ARGS); fi
 
-test: setup
+test: setup-test
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 eval: setup
 	$(PY) bench/eval.py --config $(CONFIG) $(CORPUS)
 
-bench: setup
+bench: setup-test
 	bash bench/run_all.sh $(PY) $(CONFIG) $(CORPUS)
 
 fuzz: setup

@@ -58,6 +58,8 @@ def exported_sample_names() -> set[str]:
     m.burst_detected(new=True)
     m.alias_mismatch()
     m.set_quarantine_source(lambda: 3)
+    m.record_failed_message("tempfail")
+    m.dns_probe(True)
     text = generate_latest(m.registry).decode()
     return {s.name for fam in text_string_to_metric_families(text) for s in fam.samples}
 
@@ -92,8 +94,12 @@ def test_admin_guide_main_cf_snippet_is_valid_postfix(tmp_path: Path) -> None:
     assert block, "main.cf snippet not found in the admin guide"
     snippet = block.group(1)
     for line in ("milter_default_action = tempfail", "milter_protocol = 6",
-                 "smtpd_milters = unix:/run/otpguard/otpguard.sock", "non_smtpd_milters = $smtpd_milters"):
+                 "smtpd_milters = unix:otpguard/otpguard.sock", "non_smtpd_milters = $smtpd_milters"):
         assert line in snippet.splitlines(), line
+    # The spelling names the shipped socket from Postfix's queue directory, chrooted or not.
+    from otpguard.mta.postfixcf import main_cf_spelling
+    assert main_cf_spelling(MilterConfig().socket) == "unix:otpguard/otpguard.sock"
+    assert "smtpd_milters = unix:otpguard/otpguard.sock" in (DEPLOY / "postfix" / "main.cf.snippet").read_text()
     postconf = shutil.which("postconf") or ("/usr/sbin/postconf" if Path("/usr/sbin/postconf").exists() else None)
     if postconf is None:
         unavailable("postconf", "not found (Debian package: postfix)")
@@ -102,7 +108,7 @@ def test_admin_guide_main_cf_snippet_is_valid_postfix(tmp_path: Path) -> None:
     res = run(postconf, "-c", str(tmp_path), "-n")
     # postconf warns about parameters it does not know ("unused parameter"): a typo.
     assert res.returncode == 0 and "warning" not in res.stderr, res.stderr
-    assert "smtpd_milters = unix:/run/otpguard/otpguard.sock" in res.stdout
+    assert "smtpd_milters = unix:otpguard/otpguard.sock" in res.stdout
 
 
 def test_dashboard_and_rules_cover_the_operator_questions() -> None:
@@ -113,7 +119,9 @@ def test_dashboard_and_rules_cover_the_operator_questions() -> None:
         assert name in dash, name
     alerts = set(re.findall(r"^\s*- alert: (\w+)", RULES.read_text(), re.M))
     assert {"OtpguardDown", "OtpguardHighPhishRate", "OtpguardErrors", "OtpguardCodeBurst",
-            "OtpguardSlowAnalysis", "OtpguardStateStoreDown", "OtpguardConfigReloadFailed"} <= alerts
+            "OtpguardSlowAnalysis", "OtpguardStateStoreDown", "OtpguardConfigReloadFailed",
+            "OtpguardNoMail", "OtpguardDnsProbeFailing"} <= alerts
+    assert "otpguard_dns_probe_success" in dash and "otpguard_policy_matches_total" in dash
     assert "otpguard_errors_total" in rules and "otpguard_code_bursts_total" in rules
 
 
@@ -233,6 +241,41 @@ tests:
       - eval_time: 40m
         alertname: OtpguardErrors
         exp_alerts: []
+  - interval: 1m
+    input_series:
+      # mx3 is up but Postfix never reaches it (a chrooted smtpd, an absolute socket path); mx4 gets
+      # mail. Both processes started at time 0. mx3's resolver stops seeing the brand at minute 20.
+      - series: 'up{job="otpguard", instance="mx3:9469"}'
+        values: '1x150'
+      - series: 'process_start_time_seconds{job="otpguard", instance="mx3:9469"}'
+        values: '0x150'
+      - series: 'otpguard_messages_total{job="otpguard", instance="mx3:9469", verdict="clean", action="accept"}'
+        values: '0x150'
+      - series: 'up{job="otpguard", instance="mx4:9469"}'
+        values: '1x150'
+      - series: 'process_start_time_seconds{job="otpguard", instance="mx4:9469"}'
+        values: '0x150'
+      - series: 'otpguard_messages_total{job="otpguard", instance="mx4:9469", verdict="clean", action="accept"}'
+        values: '0+1x150'
+      - series: 'otpguard_dns_probe_success{job="otpguard", instance="mx3:9469"}'
+        values: '1x20 0x130'
+      - series: 'otpguard_dns_probe_success{job="otpguard", instance="mx4:9469"}'
+        values: '1x150'
+    alert_rule_test:
+      - eval_time: 50m
+        alertname: OtpguardNoMail
+        exp_alerts: []   # running for less than an hour: too early to tell
+      - eval_time: 90m
+        alertname: OtpguardNoMail
+        exp_alerts:
+          - exp_labels: {severity: warning, job: otpguard, instance: "mx3:9469"}
+      - eval_time: 25m
+        alertname: OtpguardDnsProbeFailing
+        exp_alerts: []
+      - eval_time: 40m
+        alertname: OtpguardDnsProbeFailing
+        exp_alerts:
+          - exp_labels: {severity: warning, job: otpguard, instance: "mx3:9469"}
 """
 
 
@@ -329,10 +372,14 @@ def test_unit_static_hardening() -> None:
                 "LockPersonality"):
         assert one(key) in ("yes", "true"), key
     assert one("CapabilityBoundingSet") == ""
-    # The socket lives in the RuntimeDirectory, where the config's default socket points.
-    runtime = one("RuntimeDirectory")
-    assert runtime == "otpguard"
-    assert MilterConfig().socket == f"unix:/run/{runtime}/otpguard.sock"
+    # The default socket lives in Postfix's queue directory, in a directory the unit makes (as
+    # root, before the sandbox) for the service user and group postfix, and may write to.
+    socket_dir = str(Path(MilterConfig().socket.removeprefix("unix:")).parent)
+    assert socket_dir == "/var/spool/postfix/otpguard"
+    assert f"+/usr/bin/install -d -o otpguard -g postfix -m 0750 {socket_dir}" in svc["ExecStartPre"]
+    assert socket_dir in " ".join(svc["ReadWritePaths"]).split()
+    assert one("RuntimeDirectory") == "otpguard"
+    assert one("SyslogLevelPrefix") in ("yes", "true")
     # Nothing outside /run/otpguard and the private /tmp is writable unless a path is named,
     # and never a whole tree.
     for path in " ".join(svc.get("ReadWritePaths", [])).split():
@@ -348,7 +395,7 @@ def test_unit_static_hardening() -> None:
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        pytest.skip("systemd-analyze not installed: test_unit_static_hardening checks the unit instead")
+        unavailable("systemd-analyze", "not installed (Debian package: systemd)")
     # verify refuses a unit whose ExecStart binary is missing: point it at a stub, arguments kept.
     stub = tmp_path / "otpguard"
     stub.write_text("#!/bin/sh\nexit 0\n")
@@ -367,3 +414,61 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
         # The threshold is on a 0..100 scale: 20 is an exposure of 2.0 ("OK" in systemd's words).
         res = run(analyze, "security", "--offline=yes", "--threshold=20", "--no-pager", str(unit))
         assert res.returncode == 0, res.stdout + res.stderr
+
+
+# --- Postfix header_checks backstop ---------------------------------------------------------------
+
+def test_header_checks_backstop_deletes_exactly_the_forgeries(tmp_path: Path) -> None:
+    postmap = shutil.which("postmap") or ("/usr/sbin/postmap" if Path("/usr/sbin/postmap").exists() else None)
+    if postmap is None:
+        unavailable("postmap", "not found (Debian package: postfix)")
+    (tmp_path / "main.cf").write_text("")
+    table = f"regexp:{DEPLOY / 'postfix' / 'otpguard-header-checks'}"
+    cases = {"X-OTPGuard-Verdict: clean; score=0": "IGNORE", "x-otpguard-symbols: A(1)": "IGNORE",
+             "Authentication-Results: otpguard; dmarc=pass": "IGNORE",
+             "Authentication-Results:  otpguard (comment); spf=pass": "IGNORE",
+             "Authentication-Results: otpguard": "IGNORE",
+             "Authentication-Results: otpguard.example.org; dmarc=pass": "",
+             "Authentication-Results: mx.example.org; dmarc=pass": "", "X-Other: otpguard": ""}
+    for line, want in cases.items():
+        res = subprocess.run([postmap, "-c", str(tmp_path), "-q", line, table], capture_output=True, text=True,
+                             timeout=30)
+        assert res.stdout.strip() == want, (line, res.stdout, res.stderr)
+    guide = GUIDE.read_text()
+    assert "header_checks = regexp:/etc/postfix/otpguard-header-checks" in guide
+
+
+# --- make run installs only what running needs ----------------------------------------------------
+
+def test_make_run_installs_only_what_running_needs(tmp_path: Path) -> None:
+    """tools/sysdeps.sh as a normal user on a machine that has nothing: it lists what it would
+    install; `run` never lists the test-only servers, `test` does."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "id").write_text("#!/bin/sh\necho 1000\n")
+    (fake / "nopython").write_text("#!/bin/sh\nexit 1\n")
+    for f in fake.iterdir():
+        f.chmod(0o755)
+    env = {"PATH": str(fake), "PYTHON": str(fake / "nopython")}
+    bash = shutil.which("bash") or "/bin/bash"
+
+    def missing(mode: str) -> set[str]:
+        res = subprocess.run([bash, str(ROOT / "tools" / "sysdeps.sh"), mode], capture_output=True, text=True,
+                             env=env, timeout=60)
+        assert res.returncode == 0, res.stderr
+        line = res.stderr.strip()
+        assert line.startswith("missing Debian packages: "), line
+        return set(line.removeprefix("missing Debian packages: ").split(" (")[0].split())
+
+    run_pkgs = missing("run")
+    assert {"gcc", "python3-dev", "python3-venv"} <= run_pkgs
+    assert not run_pkgs & {"postfix", "dnsmasq-base", "redis-server", "prometheus", "systemd"}
+    test_pkgs = missing("test")
+    # (postfix and dnsmasq are also looked for in /usr/sbin, which this machine may have)
+    assert run_pkgs <= test_pkgs and {"redis-server", "prometheus", "systemd"} <= test_pkgs
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^run: setup$", makefile, re.M) and re.search(r"^setup: sysdeps venv$", makefile, re.M)
+    assert re.search(r"^test: setup-test$", makefile, re.M)
+    script = (ROOT / "tools" / "sysdeps.sh").read_text()
+    # Debian's Prometheus listens on every interface by default: never left like that.
+    assert "--web.listen-address=127.0.0.1:9090" in script and "policy-rc.d" in script

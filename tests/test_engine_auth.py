@@ -112,3 +112,47 @@ def test_scan_verify_reports_auth_in_json(dns_server, dkim_keyring, tmp_path):
     assert row["auth"]["dkim"] == [{"domain": "amazon.co.jp", "selector": "sel", "result": "pass"}]
     assert row["auth"]["dmarc"]["result"] == "pass" and row["auth"]["dmarc"]["policy"].startswith("quarantine")
     assert row["auth"]["dmarc"]["aligned"]
+
+
+def test_a_resolver_that_cannot_see_the_brand_gives_temperror_never_phish(config, dnsmasq_module_factory,
+                                                                          dkim_keyring):
+    """NXDOMAIN for every name: the brand's key, policy and SPF record are unseen, not missing."""
+    blind = dnsmasq_module_factory({})
+    engine, _ = make_engine(config, blind)
+    raw = dkim_sign(GENUINE.read_bytes(), domain="amazon.co.jp", selector="sel", key=dkim_keyring.key("amazon-jp", 2048))
+    d = engine.analyse(raw, Envelope(client_ip=AMAZON_IP, helo="a1.smtp-out.amazonses.com",
+                                     mail_from="0106018f-bounce@bounces.amazon.co.jp"))
+    assert d.level is Level.CLEAN and not d.genuine
+    assert (d.auth.spf, d.auth.dmarc, [k.result for k in d.auth.dkim]) == ("temperror", "temperror", ["temperror"])
+    assert set(d.symbols) == {"AUTH_TEMPERROR", "BRAND_SIGNATURE_UNVERIFIED", "FROM_BRAND_DOMAIN"}
+    reasons = {h.symbol: h.reason for h in d.hits}
+    assert "dkim=temperror d=amazon.co.jp" in reasons["AUTH_TEMPERROR"]
+    assert reasons["BRAND_SIGNATURE_UNVERIFIED"].endswith("dkim=temperror")
+    header = engine.own_results_header(d)
+    assert "dkim=temperror header.d=amazon.co.jp" in header and "dmarc=temperror" in header
+
+
+def test_a_missing_brand_key_on_a_working_resolver_stays_a_permerror(config, dns_server, dkim_keyring):
+    """A selector the brand never published, while the resolver sees the brand: a forgery's
+    permerror (not a DNS failure), and DMARC fails as it should."""
+    engine, _ = make_engine(config, dns_server)
+    raw = dkim_sign(GENUINE.read_bytes(), domain="amazon.co.jp", selector="nosuchkey", key=dkim_keyring.key("attacker"))
+    d = engine.analyse(raw, Envelope(client_ip=ATTACKER_IP, helo="mail.attacker.example",
+                                     mail_from="bounce@attacker.example"))
+    assert [k.result for k in d.auth.dkim] == ["permerror"] and d.auth.dmarc == "fail"
+    assert d.level is Level.PHISH and "DMARC_FAIL_BRAND_DOMAIN" in d.symbols
+    assert "AUTH_TEMPERROR" not in d.symbols
+
+
+def test_permerror_is_not_counted_as_a_failed_signature(config, dkim_keyring, dnsmasq_module_factory):
+    """A brand without a DMARC record (here: no _dmarc at all) and a brand signature with no key:
+    DKIM_PERMERROR_BRAND_DOMAIN, weightless, not DKIM_FAIL_BRAND_DOMAIN."""
+    server = dnsmasq_module_factory({"amazon.co.jp": {"TXT": ["v=spf1 ip4:192.0.2.0/24 -all"]}})
+    engine, _ = make_engine(config, server)
+    raw = dkim_sign(GENUINE.read_bytes(), domain="amazon.co.jp", selector="gone", key=dkim_keyring.key("amazon-jp", 2048))
+    d = engine.analyse(raw, Envelope(client_ip=AMAZON_IP, helo="a1.smtp-out.amazonses.com",
+                                     mail_from="0106018f-bounce@amazon.co.jp"))
+    assert [k.result for k in d.auth.dkim] == ["permerror"] and d.auth.dmarc == "none"
+    assert "DKIM_PERMERROR_BRAND_DOMAIN" in d.symbols and "DKIM_FAIL_BRAND_DOMAIN" not in d.symbols
+    assert "FROM_BRAND_UNSIGNED" not in d.symbols
+    assert d.level is Level.CLEAN

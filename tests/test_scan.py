@@ -65,3 +65,18 @@ def test_bad_config_exits_2_naming_the_key(tmp_path):
                    "[scoring]\nphish = -1\n")
     proc = scan("--config", str(bad), str(FIXTURES / "mail"))
     assert proc.returncode == 2 and "scoring.phish" in proc.stderr
+
+
+def test_trusted_hops_for_saved_mail(tmp_path, corpus):
+    """Mail saved from a Gmail mailbox carries Gmail's results below two Received fields of its own."""
+    cfg = tmp_path / "otpguard.toml"
+    shipped = (Path(__file__).resolve().parents[1] / "conf" / "otpguard.toml").read_text()
+    cfg.write_text(shipped.replace('brands = ["brands/amazon.toml"]',
+                                   f'brands = ["{Path(__file__).resolve().parents[1]}/conf/brands/amazon.toml"]')
+                   .replace("trusted_authserv_ids = []", 'trusted_authserv_ids = ["mx.google.com"]'))
+    saved = str(corpus / "legit" / "010.eml")
+    row = json.loads(scan("--json", "--config", str(cfg), saved).stdout)
+    assert not row["genuine"] and "FORGED_AUTH_RESULTS" in [s["name"] for s in row["symbols"]]
+    row = json.loads(scan("--json", "--config", str(cfg), "--trusted-hops", "2", saved).stdout)
+    assert row["genuine"] and row["auth"]["source"] == "upstream:mx.google.com"
+    assert scan("--config", str(cfg), "--trusted-hops", "-1", saved).returncode == 2

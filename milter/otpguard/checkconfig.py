@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from .config import ConfigError, load_config
+from .preflight import config_problems
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,5 +19,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"otpguard: config error: {exc}", file=sys.stderr)
         return 2
     brands = ", ".join(b.id for b in cfg.brands)
-    print(f"{args.file}: OK (brands: {brands}; socket {cfg.milter.socket})")
+    lists = cfg.policy.lists
+    print(f"{args.file}: OK (brands: {brands}; socket {cfg.milter.socket}; "
+          f"allow {len(lists.allow)}, deny {len(lists.deny)} list entries)")
+    # What `otpguard doctor` checks of the configuration alone: warnings, the file still loads.
+    for problem in config_problems(cfg):
+        print(f"warning: {problem.line()}", file=sys.stderr)
     return 0

@@ -11,6 +11,7 @@ from . import __version__
 SUBCOMMANDS = {
     "scan": ("otpguard.scan", "analyse saved mail (.eml, folders, mbox, Maildir)"),
     "check-config": ("otpguard.checkconfig", "validate a configuration file"),
+    "doctor": ("otpguard.doctor", "check the installation: Postfix, socket, files, DNS"),
     "serve": ("otpguard.mta.serve", "run the milter"),
     "quarantine": ("otpguard.mta.quarantine", "list, show, release or delete held messages"),
 }

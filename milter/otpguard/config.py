@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from .auth.settings import AuthConfig
 from .core.brand import BrandProfile, load_brand
 from .core.errors import ProfileError
+from .core.policy import ALLOW, DENY, PolicyLists, load_list, recipient_domain
 from .core.settings import AliasConfig, AnalysisConfig, ScoringConfig
 
 T = TypeVar("T")
@@ -35,11 +36,21 @@ class ActionsConfig:
     quarantine_reason: str = "otpguard: {level} score={score}"
     banner_text: str = ""
     banner_html: str = ""
+    # Remove incoming X-OTPGuard-* fields and Authentication-Results in our (or a forged
+    # trusted) authserv-id in every mode, monitor mode included: they are not an action.
+    header_hygiene: bool = True
+
+
+# Debian runs smtpd and cleanup chrooted in the queue directory (master.cf column 5): a socket
+# there is reachable chrooted or not, spelt unix:otpguard/otpguard.sock in main.cf (relative
+# to the queue directory, where every Postfix daemon runs).
+POSTFIX_QUEUE_DIRECTORY = "/var/spool/postfix"
+DEFAULT_SOCKET = f"unix:{POSTFIX_QUEUE_DIRECTORY}/otpguard/otpguard.sock"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MilterConfig:
-    socket: str = "unix:/run/otpguard/otpguard.sock"
+    socket: str = DEFAULT_SOCKET
     socket_mode: str = "0660"
     socket_owner: str = ""
     socket_group: str = ""
@@ -80,6 +91,33 @@ class StateConfig:
 class LoggingConfig:
     level: str = "info"
     format: str = "logfmt"  # logfmt | json
+    # "<N>" syslog priority prefixes for journald (sd-daemon(3)): auto = when stderr is the journal.
+    priority_prefix: str = "auto"  # auto | always | never
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DomainPolicy:
+    """[policy.recipient_domains."DOMAIN"]: actions and thresholds for mail to that domain."""
+
+    actions: ActionsConfig
+    scoring: ScoringConfig
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyConfig:
+    """[policy]: allow and deny lists (files), per-recipient-domain overrides."""
+
+    allow_file: str = ""
+    deny_file: str = ""
+    lists: PolicyLists = field(default_factory=PolicyLists)
+    recipient_domains: dict[str, DomainPolicy] = field(default_factory=dict)
+
+    def for_recipients(self, rcpts: tuple[str, ...] | list[str]) -> tuple[str, DomainPolicy] | None:
+        """The override of the one recipient domain all recipients share, if it has one."""
+        if not self.recipient_domains:
+            return None
+        domain = recipient_domain(rcpts, self.recipient_domains)
+        return (domain, self.recipient_domains[domain]) if domain is not None else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,9 +134,20 @@ class Config:
     state: StateConfig
     aliases: AliasConfig
     logging: LoggingConfig
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     def weight(self, symbol: str) -> float:
         return self.scoring.weights.get(symbol, 0.0)
+
+    def actions_for(self, rcpts: tuple[str, ...] | list[str]) -> ActionsConfig:
+        """[actions], or the override of the recipients' domain."""
+        found = self.policy.for_recipients(rcpts)
+        return found[1].actions if found is not None else self.actions
+
+    def scoring_for(self, rcpts: tuple[str, ...] | list[str]) -> ScoringConfig:
+        """[scoring], or the thresholds of the recipients' domain."""
+        found = self.policy.for_recipients(rcpts)
+        return found[1].scoring if found is not None else self.scoring
 
 
 class _Section:
@@ -254,6 +303,7 @@ def load_config(path: str | Path) -> Config:
         scope=au.string("scope", da.scope, ("brand", "all")),
         authserv_id=au.string("authserv_id", da.authserv_id),
         trusted_authserv_ids=au.strings("trusted_authserv_ids"),
+        trusted_hops=au.integer("trusted_hops", da.trusted_hops, 0),
         use_upstream_results=au.boolean("use_upstream_results", da.use_upstream_results),
         trusted_arc_sealers=tuple(x.lower() for x in au.strings("trusted_arc_sealers")),
         nameservers=au.strings("nameservers"),
@@ -261,19 +311,17 @@ def load_config(path: str | Path) -> Config:
         query_timeout=au.number("query_timeout", da.query_timeout, 0.01),
         message_budget=au.number("message_budget", da.message_budget, 0.01),
         cache_size=au.integer("cache_size", da.cache_size, 0),
+        probe_interval_seconds=au.number("probe_interval_seconds", da.probe_interval_seconds),
+        probe_domains=tuple(d.strip().rstrip(".").lower() for d in au.strings("probe_domains")),
     )
+    if 0 < auth.probe_interval_seconds < 10:
+        raise ConfigError(file, "auth.probe_interval_seconds", "must be 0 (off) or at least 10")
     if not auth.authserv_id or any(c in auth.authserv_id for c in " ;\r\n"):
         raise ConfigError(file, "auth.authserv_id", "must be a non-empty token without spaces or ';'")
     au.done()
 
     ac = root.table("actions")
-    by_level: dict[str, tuple[str, ...]] = {}
-    for level in LEVELS:
-        acts = ac.strings(level, ())
-        for act in acts:
-            if act not in ACTIONS:
-                raise ConfigError(file, f"actions.{level}", f"unknown action {act!r} (known: {', '.join(ACTIONS)})")
-        by_level[level] = acts
+    by_level = _action_lists(ac, {})
     prefix = ac.str_map("subject_prefix")
     for level in prefix:
         if level not in LEVELS:
@@ -286,6 +334,7 @@ def load_config(path: str | Path) -> Config:
         quarantine_reason=ac.string("quarantine_reason", ActionsConfig().quarantine_reason),
         banner_text=ac.string("banner_text", ""),
         banner_html=ac.string("banner_html", ""),
+        header_hygiene=ac.boolean("header_hygiene", True),
     )
     if not actions.reject_text.startswith("5."):
         raise ConfigError(file, "actions.reject_text", "must start with an enhanced status code 5.x.y")
@@ -353,10 +402,68 @@ def load_config(path: str | Path) -> Config:
     logging_cfg = LoggingConfig(
         level=lg.string("level", "info", ("debug", "info", "warning", "error")),
         format=lg.string("format", "logfmt", ("logfmt", "json")),
+        priority_prefix=lg.string("priority_prefix", "auto", ("auto", "always", "never")),
     )
     lg.done()
+
+    policy = _policy(root.table("policy"), file, actions, scoring)
 
     root.done()
     return Config(path=str(file), brands=tuple(brands), analysis=analysis, scoring=scoring, auth=auth,
                   actions=actions, milter=milter, metrics=metrics, bursts=bursts, state=state,
-                  aliases=aliases, logging=logging_cfg)
+                  aliases=aliases, logging=logging_cfg, policy=policy)
+
+
+def _action_lists(section: _Section, defaults: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """The action list of each verdict level in an [actions] table (defaults for absent levels)."""
+    by_level: dict[str, tuple[str, ...]] = {}
+    for level in LEVELS:
+        acts = section.strings(level, defaults.get(level, ()))
+        for act in acts:
+            if act not in ACTIONS:
+                raise ConfigError(section.file, section.key(level),
+                                  f"unknown action {act!r} (known: {', '.join(ACTIONS)})")
+        by_level[level] = acts
+    return by_level
+
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
+
+
+def _policy(section: _Section, file: Path, actions: ActionsConfig, scoring: ScoringConfig) -> PolicyConfig:
+    """[policy]: list files (read now, and again on every reload) and recipient-domain overrides."""
+    lists: dict[str, tuple] = {}
+    names: dict[str, str] = {}
+    for which in (ALLOW, DENY):
+        key = f"{which}_file"
+        name = names[which] = section.string(key, "")
+        if name:
+            path = (file.parent / name) if not Path(name).is_absolute() else Path(name)
+            try:
+                lists[which] = load_list(path, which=which, config_file=file, key=section.key(key))
+            except ProfileError as exc:
+                raise ConfigError(exc.file, exc.key, exc.problem) from None
+    overrides: dict[str, DomainPolicy] = {}
+    domains = section.table("recipient_domains")
+    for raw_domain in list(domains.data):
+        domain = raw_domain.strip().rstrip(".").lower()
+        table = domains.table(raw_domain)
+        if not _DOMAIN.match(domain):
+            raise ConfigError(file, table.prefix, "must be a domain name such as example.org")
+        ov_actions = table.table("actions")
+        changed = replace(actions, monitor=ov_actions.boolean("monitor", actions.monitor),
+                          by_level=_action_lists(ov_actions, actions.by_level))
+        ov_actions.done()
+        ov_scoring = table.table("scoring")
+        thresholds = replace(scoring, suspicious=ov_scoring.number("suspicious", scoring.suspicious),
+                             phish=ov_scoring.number("phish", scoring.phish))
+        if thresholds.phish < thresholds.suspicious:
+            raise ConfigError(file, ov_scoring.key("phish"), "must be >= the suspicious threshold")
+        ov_scoring.done()
+        table.done()
+        overrides[domain] = DomainPolicy(actions=changed, scoring=thresholds)
+    domains.done()
+    section.done()
+    return PolicyConfig(allow_file=names[ALLOW], deny_file=names[DENY],
+                        lists=PolicyLists(allow=lists.get(ALLOW, ()), deny=lists.get(DENY, ())),
+                        recipient_domains=overrides)

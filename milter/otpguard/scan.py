@@ -102,6 +102,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--helo", help="HELO name for SPF")
     parser.add_argument("--mail-from", help="envelope sender for SPF")
     parser.add_argument("--all", action="store_true", help="human output: list clean messages too")
+    parser.add_argument("--trusted-hops", type=int, metavar="N",
+                        help="Received fields allowed above trusted Authentication-Results (overrides "
+                             "auth.trusted_hops): mail saved from a mailbox carries the fields your own hosts "
+                             "added after the milter saw it")
 
 
 def build_engine(args: argparse.Namespace):
@@ -116,6 +120,11 @@ def build_engine(args: argparse.Namespace):
         if not host or not port.isdigit():
             raise ConfigError(args.config, "--dns", f"must be HOST:PORT, got {args.dns!r}")
         cfg = replace(cfg, auth=replace(cfg.auth, nameservers=(host.strip("[]"),), port=int(port)))
+    hops = getattr(args, "trusted_hops", None)
+    if hops is not None:
+        if hops < 0:
+            raise ConfigError(args.config, "--trusted-hops", f"must be >= 0, got {hops}")
+        cfg = replace(cfg, auth=replace(cfg.auth, trusted_hops=hops))
     return Engine(cfg, verify=bool(args.verify))
 
 

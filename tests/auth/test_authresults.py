@@ -14,8 +14,10 @@ from otpguard.auth.authresults import (
     aligned,
     is_own_authserv_id,
     organizational_domain,
+    below_boundary,
     own_results_header,
     summary_from_headers,
+    upstream_results,
 )
 from otpguard.core.model import AuthSummary, DkimResult
 from support.dnsserver import require
@@ -122,6 +124,68 @@ def test_upstream_pass_for_another_from_says_nothing_here() -> None:
 @given(st.lists(st.tuples(st.sampled_from(["Authentication-Results", "X"]), st.text(max_size=200)), max_size=5))
 def test_summary_never_raises(headers: list[tuple[str, str]]) -> None:
     summary_from_headers(headers, ("mx.example.org",), None)
+
+
+# -- the trust boundary -------------------------------------------------------------------------
+
+BORDER_PASS = "mx.example.org; dkim=pass header.d=amazon.co.jp; dmarc=pass header.from=amazon.co.jp"
+
+
+def test_results_above_the_topmost_received_are_believed() -> None:
+    # What the milter sees when the border (a Postfix whose milter inserted its results at the
+    # top) hands the mail over: the border's results above the border's own Received field.
+    headers = [("Authentication-Results", BORDER_PASS), ("Received", "from a1.amazonses.com by mx.example.org"),
+               ("From", "account-update@amazon.co.jp")]
+    up = upstream_results(headers, ("mx.example.org",), "amazon.co.jp", trusted_hops=0)
+    assert up.forged == () and up.summary is not None and up.summary.dmarc == "pass"
+
+
+def test_results_below_a_received_field_are_forged_and_not_believed() -> None:
+    headers = [("Received", "from mail.attacker.example by mx.example.org"),
+               ("Authentication-Results", "(forged) MX.Example.ORG; " + BORDER_PASS.split("; ", 1)[1])]
+    up = upstream_results(headers, ("mx.example.org",), "amazon.co.jp", trusted_hops=0)
+    assert up.summary is None and up.forged == ("mx.example.org",)
+    assert below_boundary(headers, ("mx.example.org",), 0) == [1]
+    # With one trusted relay between the border and us, one Received field is allowed above.
+    one_hop = upstream_results(headers, ("mx.example.org",), "amazon.co.jp", trusted_hops=1)
+    assert one_hop.forged == () and one_hop.summary is not None and one_hop.summary.dmarc == "pass"
+
+
+def test_a_forged_copy_below_never_outvotes_the_real_results_above() -> None:
+    headers = [("Authentication-Results", "mx.example.org; dmarc=fail header.from=amazon.co.jp"),
+               ("Received", "from mail.attacker.example by mx.example.org"),
+               ("Authentication-Results", BORDER_PASS),
+               ("Authentication-Results", "untrusted.example; dmarc=pass header.from=amazon.co.jp")]
+    up = upstream_results(headers, ("mx.example.org",), "amazon.co.jp", trusted_hops=0)
+    assert up.summary is not None and up.summary.dmarc == "fail" and up.forged == ("mx.example.org",)
+    # Untrusted ids are neither believed nor forgeries of ours: they are someone else's words.
+    assert below_boundary(headers, ("mx.example.org",), 0) == [2]
+
+
+def test_no_boundary_keeps_reading_saved_mail_as_before() -> None:
+    # legit/010 as saved from Gmail: its results sit below two Received fields of its own.
+    headers = corpus_headers("legit/010.eml")
+    assert summary_from_headers(headers, ("mx.google.com",), "amazon.com") is not None
+    assert summary_from_headers(headers, ("mx.google.com",), "amazon.com", trusted_hops=1) is None
+    assert summary_from_headers(headers, ("mx.google.com",), "amazon.com", trusted_hops=2) is not None
+    assert upstream_results(headers, ("mx.google.com",), "amazon.com", trusted_hops=1).forged == ("mx.google.com",)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["Authentication-Results", "Received", "X"]),
+                          st.sampled_from(["mx.example.org; spf=pass", "from x by y", "(c) mx.example.org;", "",
+                                           "\"mx.example.org\"; dkim=pass"])), max_size=8),
+       st.integers(min_value=0, max_value=3))
+def test_every_trusted_field_is_believed_or_forged_never_both(headers: list[tuple[str, str]], hops: int) -> None:
+    forged = set(below_boundary(headers, ("mx.example.org",), hops))
+    received = 0
+    for i, (name, value) in enumerate(headers):
+        if name == "Received":
+            received += 1
+        elif name == "Authentication-Results" and value.strip(" (c)\"").startswith("mx.example.org"):
+            assert (i in forged) == (received > hops)
+        else:
+            assert i not in forged
 
 
 # -- ARC-Authentication-Results ---------------------------------------------------------------

@@ -137,6 +137,29 @@ def test_nxdomain_and_nodata_are_empty(server: DnsmasqServer) -> None:
     assert rec.outcomes == ["nxdomain", "nodata"]
 
 
+@pytest.mark.integration
+def test_exists_is_false_only_for_nxdomain(server: DnsmasqServer) -> None:
+    """RFC 8020: NXDOMAIN means nothing at or below the name; NODATA and an empty non-terminal
+    (7.2.0.192.in-addr.arpa has only PTR; 2.0.192.in-addr.arpa has nothing but a child) exist."""
+    client, rec = make(server)
+    assert client.exists("example.test")
+    assert client.exists("7.2.0.192.in-addr.arpa")  # NODATA for TXT
+    assert client.exists("2.0.192.in-addr.arpa")  # empty non-terminal
+    assert not client.exists("missing.example.test")
+    assert not client.exists("")  # no name at all
+    assert rec.outcomes == ["ok", "nodata", "nodata", "nxdomain"]
+    # The answers are cached with the rest: a TXT lookup after exists() asks nothing new.
+    assert client.txt("missing.example.test") == [] and not client.exists("missing.example.test")
+    assert len(rec.outcomes) == 4
+
+
+@pytest.mark.integration
+def test_exists_raises_temperror_when_the_resolver_cannot_say(black_hole: BlackHoleServer, alarm: None) -> None:
+    client = DnsClient(nameservers=("127.0.0.1",), port=black_hole.port, query_timeout=0.2)
+    with pytest.raises(DnsTempError):
+        client.exists("example.test")
+
+
 # -- cache ----------------------------------------------------------------------------------
 
 @pytest.mark.integration

@@ -85,12 +85,24 @@ def test_untrusted_authentication_results_are_ignored(engine):
 
 
 def test_aligned_upstream_pass_marks_genuine_and_stands_suspicion_down(config, corpus):
-    # legit/010: genuine Amazon mail with mx.google.com's dkim=pass/dmarc=pass results.
-    eng = Engine(replace(config, auth=replace(config.auth, verify=False, trusted_authserv_ids=("mx.google.com",))),
-                 verify=False)
+    # legit/010: genuine Amazon mail with mx.google.com's dkim=pass/dmarc=pass results, saved
+    # from the mailbox: Gmail wrote them below its own two Received fields (trusted_hops = 2).
+    eng = Engine(replace(config, auth=replace(config.auth, verify=False, trusted_authserv_ids=("mx.google.com",),
+                                              trusted_hops=2)), verify=False)
     d = eng.analyse((corpus / "legit" / "010.eml").read_bytes(), _env())
     assert d.genuine and d.level is Level.CLEAN
     assert [h.symbol for h in d.hits] == ["AUTH_GENUINE"]
+
+
+def test_trusted_results_below_the_trust_boundary_are_not_believed(config, corpus):
+    # The same message with the default boundary (0): the results sit below two Received
+    # fields, where anyone could have written them before mail reached the trusted host.
+    eng = Engine(replace(config, auth=replace(config.auth, verify=False, trusted_authserv_ids=("mx.google.com",))),
+                 verify=False)
+    d = eng.analyse((corpus / "legit" / "010.eml").read_bytes(), _env())
+    assert not d.genuine and d.auth is None
+    forged = [h for h in d.hits if h.symbol == "FORGED_AUTH_RESULTS"]
+    assert forged and "mx.google.com" in forged[0].reason and forged[0].score > 0
 
 
 def test_genuine_code_mail_is_clean_and_counted_as_code_mail(engine, corpus):

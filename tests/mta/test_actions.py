@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from otpguard.mta.actions import (AddHeader, Banner, ChangeSubject, Monitor, Quarantine, Reject,
-                              RemoveForgedHeaders, banner_body, describe, error_plan, plan)
+                              RemoveForgedHeaders, banner_body, describe, error_plan, forged_fields, plan)
 from otpguard.ops.bursts import BurstNotice
 from otpguard.config import ActionsConfig, load_config
 from otpguard.mta.headers import BURST, SYMBOLS, VERDICT
@@ -84,10 +84,21 @@ def test_genuine_uses_its_own_actions() -> None:
     assert not any(isinstance(a, Quarantine) for a in plan(phishy_genuine, SHIPPED, "x"))
 
 
-def test_monitor_mode_applies_nothing() -> None:
-    acts = plan(decision(), cfg(monitor=True), "Verify", auth_results="otpguard; spf=pass")
-    assert acts == (Monitor(would=("tag", "quarantine")),)
+def test_monitor_mode_applies_nothing_but_header_hygiene() -> None:
+    acts = plan(decision(), cfg(monitor=True), "Verify", auth_results="otpguard; spf=pass", authserv_id="otpguard")
+    # Forged verdicts and own-id results are removed in monitor mode too: hygiene is not an action.
+    assert acts == (RemoveForgedHeaders(authserv_id="otpguard"), Monitor(would=("tag", "quarantine")))
     assert describe(acts) == "monitor"
+
+
+def test_header_hygiene_is_its_own_switch() -> None:
+    off = cfg(header_hygiene=False)
+    assert not any(isinstance(a, RemoveForgedHeaders) for a in plan(decision(), off, "x", authserv_id="otpguard"))
+    assert plan(decision(), dataclasses.replace(off, monitor=True), "x") == (Monitor(would=("tag", "quarantine")),)
+    # The configured hygiene (forged trusted results included) is what the plan carries.
+    wide = RemoveForgedHeaders(authserv_id="otpguard", trusted_ids=("mx.border.example",), trusted_hops=0)
+    assert plan(decision(), cfg(monitor=True), "x", hygiene=wide)[0] == wide
+    assert plan(decision(), SHIPPED, "x", hygiene=wide)[0] == wide
 
 
 def test_reject_is_the_only_action_and_escapes_percent() -> None:
@@ -136,6 +147,23 @@ def test_attacker_text_never_makes_an_extra_header() -> None:
 def test_error_plan_tags_error_and_strips_forgeries() -> None:
     assert error_plan("otpguard") == (RemoveForgedHeaders(authserv_id="otpguard"),
                                       AddHeader(name=VERDICT, value="error"))
+    # Monitor mode: no verdict header, the hygiene still runs.
+    assert error_plan("otpguard", tag=False) == (RemoveForgedHeaders(authserv_id="otpguard"),)
+
+
+def test_forged_fields_include_trusted_results_below_the_boundary() -> None:
+    headers = [("Authentication-Results", b"mx.border.example; dmarc=pass header.from=amazon.co.jp"),
+               ("Received", b"from attacker.example by mx.border.example"),
+               ("Authentication-Results", b"other.example; spf=none"),
+               ("Authentication-Results", b"  (forged) MX.Border.Example;\r\n dmarc=pass header.from=amazon.co.jp"),
+               ("X-OTPGuard-Verdict", b"clean"),
+               ("Authentication-Results", b"otpguard; dmarc=pass")]
+    assert forged_fields(headers, "otpguard") == [("Authentication-Results", 4), ("X-OTPGuard-Verdict", 1)]
+    got = forged_fields(headers, "otpguard", trusted_ids=("mx.border.example",), trusted_hops=0)
+    # Last first, so the indexes stay valid: the top one (above the Received field) stays.
+    assert got == [("Authentication-Results", 4), ("Authentication-Results", 3), ("X-OTPGuard-Verdict", 1)]
+    assert forged_fields(headers, "otpguard", trusted_ids=("mx.border.example",), trusted_hops=1) == \
+        [("Authentication-Results", 4), ("X-OTPGuard-Verdict", 1)]
 
 
 def test_burst_notice_header_and_prefix() -> None:
@@ -146,7 +174,7 @@ def test_burst_notice_header_and_prefix() -> None:
     assert AddHeader(name=BURST, value="count=3; Someone is requesting codes.") in acts
     assert ChangeSubject(value="[Codes?] Your Amazon code") in acts
     assert describe(acts) == "burst_notice+subject"
-    assert plan(genuine, cfg(monitor=True), "x", burst=notice) == (Monitor(would=()),)
+    assert plan(genuine, cfg(monitor=True), "x", burst=notice) == (RemoveForgedHeaders(), Monitor(would=()))
 
 
 def test_banner_action_only_with_text() -> None:

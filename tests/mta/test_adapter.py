@@ -60,6 +60,7 @@ class Recorder:
     def __init__(self) -> None:
         self.messages: list[tuple[str, str, list[str]]] = []
         self.errors: list[str] = []
+        self.failed: list[str] = []
         self.bursts: list[bool] = []
 
     def burst_detected(self, *, new: bool = True) -> None:
@@ -70,6 +71,9 @@ class Recorder:
 
     def record_error(self, stage: str) -> None:
         self.errors.append(stage)
+
+    def record_failed_message(self, action: str) -> None:
+        self.failed.append(action)
 
     in_flight = 0
 
@@ -344,15 +348,19 @@ def test_reject(use) -> None:
     assert ctx.ops == []
 
 
-def test_monitor_mode_touches_nothing(use, caplog) -> None:
+def test_monitor_mode_touches_nothing_but_forged_headers(use, caplog) -> None:
     ctx = use(FakeEngine(PHISH), config(monitor=True))
     raw = b"X-OTPGuard-Verdict: clean\r\n" + SIMPLE
     with caplog.at_level(logging.INFO, logger="otpguard"):
         assert ctx.message(raw) == Milter.CONTINUE
-    assert ctx.ops == [] and ctx.body_out == b""
+    # Header hygiene is not an action: a forged verdict never reaches the mailbox.
+    assert ctx.ops == [("chg", "X-OTPGuard-Verdict", 1, None)] and ctx.body_out == b""
     lines = [r for r in caplog.records if r.getMessage() == "message"]
     assert len(lines) == 1 and lines[0].fields["action"] == "monitor"
     assert lines[0].fields["verdict"] == "phish"
+    # With the switch off, monitor mode touches nothing at all.
+    ctx = use(FakeEngine(PHISH), config(monitor=True, header_hygiene=False))
+    assert ctx.message(raw) == Milter.CONTINUE and ctx.ops == []
 
 
 def test_banner_replaces_a_simple_body(use) -> None:
@@ -402,6 +410,7 @@ def test_engine_exception_with_on_error_accept_tags_error(use, caplog) -> None:
     assert len(lines) == 1
     assert lines[0].fields["action"] == "error-accept" and "ValueError: boom" in lines[0].fields["error"]
     assert metrics.errors == ["analysis"]
+    assert metrics.failed == ["tag"]  # otpguard_messages_total{verdict="error", action="tag"}
     assert runtime.in_flight() == 0
     assert metrics.in_flight == 0  # the gauge came down although the analysis raised
 
@@ -420,14 +429,18 @@ def test_time_budget_overrun_answers_within_the_budget(use, caplog) -> None:
     with caplog.at_level(logging.INFO, logger="otpguard"):
         assert ctx.message(SIMPLE) == Milter.TEMPFAIL
     assert time.monotonic() - t0 < 1.0
-    assert metrics.errors == ["timeout"]
+    assert metrics.errors == ["timeout"] and metrics.failed == ["tempfail"]
     assert "AnalysisTimeout" in [r for r in caplog.records if r.getMessage() == "message"][0].fields["error"]
 
 
 def test_monitor_mode_never_tempfails(use) -> None:
-    ctx = use(FakeEngine(error=RuntimeError("bug")), config(on_error="tempfail", monitor=True))
+    metrics = Recorder()
+    ctx = use(FakeEngine(error=RuntimeError("bug")), config(on_error="tempfail", monitor=True), metrics=metrics)
     assert ctx.message(SIMPLE) == Milter.CONTINUE
-    assert ctx.ops == []
+    assert ctx.ops == [] and metrics.failed == ["monitor"]
+    # A failed message in monitor mode still loses its forged verdict, and gets no verdict of ours.
+    assert ctx.message(b"X-OTPGuard-Verdict: clean\r\n" + SIMPLE) == Milter.CONTINUE
+    assert ctx.ops == [("chg", "X-OTPGuard-Verdict", 1, None)]
 
 
 def test_failing_mta_action_is_caught(use) -> None:

@@ -312,3 +312,52 @@ def test_metrics_only_on_the_configured_address() -> None:
 def test_default_listen_is_loopback() -> None:
     from otpguard.config import MetricsConfig
     assert parse_listen(MetricsConfig().listen)[0] == "127.0.0.1"
+
+
+def test_failed_messages_count_with_verdict_error_from_the_start() -> None:
+    m = Metrics(process_metrics=False)
+    text = _expose(m)
+    # The series exist at 0 before the first failure, so rate() and alerts see the first one.
+    assert value(text, "otpguard_messages_total", verdict="error", action="tempfail") == 0
+    m.record_failed_message("tempfail")
+    m.record_failed_message("tag")
+    m.record_failed_message("tag")
+    m.record_failed_message("explode")
+    text = _expose(m)
+    assert value(text, "otpguard_messages_total", verdict="error", action="tempfail") == 1
+    assert value(text, "otpguard_messages_total", verdict="error", action="tag") == 2
+    assert value(text, "otpguard_messages_total", verdict="error", action="other") == 1
+
+
+def test_no_created_series_are_exported() -> None:
+    m = Metrics(symbols=SYMBOLS, process_metrics=False)
+    m.record_message(phish(), "quarantine", 0.03)
+    names = {name for name, _ in samples(_expose(m))}
+    assert names and not [n for n in names if n.endswith("_created")]
+
+
+def test_policy_matches_are_counted_by_list_and_kind() -> None:
+    m = Metrics(process_metrics=False)
+    allowed = Decision(level=Level.CLEAN, score=-100.0, policy=("allow:dkim",),
+                       hits=(ScoredHit(symbol="POLICY_ALLOW", score=-100.0, reason="allow list line 1: dkim:x"),))
+    m.record_message(allowed, "accept", 0.01)
+    m.record_message(Decision(level=Level.PHISH, score=100.0, policy=("allow:ip", "deny:from", "deny:weird")),
+                     "quarantine", 0.01)
+    text = _expose(m)
+    assert value(text, "otpguard_policy_matches_total", list="allow", kind="dkim") == 1
+    assert value(text, "otpguard_policy_matches_total", list="allow", kind="ip") == 1
+    assert value(text, "otpguard_policy_matches_total", list="deny", kind="from") == 1
+    assert value(text, "otpguard_policy_matches_total", list="deny", kind="other") == 1
+    assert value(text, "otpguard_policy_matches_total", list="deny", kind="rcpt") == 0
+
+
+def test_dns_probe_gauges() -> None:
+    now = [1_700_000_000.0]
+    m = Metrics(clock=lambda: now[0], process_metrics=False)
+    assert math.isnan(value(_expose(m), "otpguard_dns_probe_success"))  # not run yet
+    m.dns_probe(True)
+    now[0] += 300
+    m.dns_probe(False)
+    text = _expose(m)
+    assert value(text, "otpguard_dns_probe_success") == 0
+    assert value(text, "otpguard_dns_probe_last_success_timestamp_seconds") == 1_700_000_000.0

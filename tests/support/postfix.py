@@ -134,10 +134,19 @@ class PostfixInstance:
         return self.root / "maillog"
 
     # --- lifecycle -------------------------------------------------------------------
+    @property
+    def queue_dir(self) -> Path:
+        return self.root / "queue"
+
     @classmethod
     def create(cls, listeners: dict[str, str], *, main_cf: dict[str, str] | None = None,
-               root: Path | None = None) -> "PostfixInstance":
-        """Write config for listeners {name: milter spec in Postfix spelling or ""}."""
+               root: Path | None = None, chroot: bool = False,
+               listener_options: dict[str, dict[str, str]] | None = None) -> "PostfixInstance":
+        """Write config for listeners {name: milter spec in Postfix spelling or ""}.
+
+        chroot: the listeners' smtpd runs chrooted in the queue directory (master.cf column 5 =
+        y), as Debian's does; it then sees the milter socket relative to that directory.
+        listener_options: extra `-o name=value` per listener (no spaces in values)."""
         root = root or shared_tmpdir("otpguard-postfix-")
         inst = cls(root=root)
         conf = inst.confdir
@@ -209,8 +218,9 @@ class PostfixInstance:
             inst.listeners[name] = port
             inst.milters[name] = milter
             # -o values may not contain spaces; milter specs never do.
-            lines.append(f"127.0.0.1:{port} inet n - n - - smtpd -o syslog_name=postfix/{name}"
-                         f" -o smtpd_milters={milter}\n")
+            extra = "".join(f" -o {k}={v}" for k, v in (listener_options or {}).get(name, {}).items())
+            lines.append(f"127.0.0.1:{port} inet n - {'y' if chroot else 'n'} - - smtpd -o syslog_name=postfix/{name}"
+                         f" -o smtpd_milters={milter}{extra}\n")
         (conf / "master.cf").write_text("".join(lines))
         return inst
 
@@ -377,7 +387,7 @@ def write_test_config(path: Path, *, socket_spec: str, changes: dict[str, str] |
     text = source.read_text()
     base = {
         'brands = ["brands/amazon.toml"]': f'brands = ["{source.parent}/brands/amazon.toml"]',
-        'socket = "unix:/run/otpguard/otpguard.sock"': f'socket = "{socket_spec}"',
+        'socket = "unix:/var/spool/postfix/otpguard/otpguard.sock"': f'socket = "{socket_spec}"',
         "verify = true": "verify = false",
         "[metrics]\nenabled = true": "[metrics]\nenabled = false",
     }

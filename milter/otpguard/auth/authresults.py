@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import authres  # type: ignore[import-untyped]
@@ -133,14 +134,72 @@ def _domain_of(value: str | None) -> str | None:
     return d or None
 
 
-def summary_from_headers(headers: list[tuple[str, str]], trusted_ids: tuple[str, ...],
-                         from_domain: str | None) -> AuthSummary | None:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Upstream:
+    """What trusted upstream Authentication-Results say, and which ones are forgeries."""
+
+    summary: AuthSummary | None  # the believed results, None without any
+    forged: tuple[str, ...] = ()  # authserv-ids of trusted-id fields found below the trust boundary
+
+
+def trusted_id_of(value: str, trusted: frozenset[str] | set[str]) -> str | None:
+    """The authserv-id of an Authentication-Results value when it is one of `trusted` (lower case)."""
+    token = _leading_authserv_id(_unfold(value)[:MAX_HEADER_CHARS])
+    if token is None:
+        return None
+    token = token.lower()
+    return token if token in trusted else None
+
+
+def below_boundary(headers: Sequence[tuple[str, str]], trusted_ids: Iterable[str],
+                   trusted_hops: int | None) -> list[int]:
+    """Indexes of Authentication-Results fields in a trusted id's name that lie below the trust
+    boundary: more Received fields above them than `trusted_hops` (None: no boundary).
+
+    Header fields are prepended hop by hop (RFC 5321 4.4, RFC 8601 5): a field written by the
+    host that handed the mail to this MTA, or by a milter on this MTA, sits above every
+    Received field that host's predecessors wrote. The milter does not see the Received field
+    of its own Postfix (smtpd adds it after its milters saw the header), so with trusted_hops =
+    0 a result is believed only above the topmost Received field the milter sees. Deeper down
+    it was in the message before it reached a trusted host: anyone could have written it.
+    """
+    if trusted_hops is None:
+        return []
+    trusted = frozenset(t.strip().lower() for t in trusted_ids if t.strip())
+    out: list[int] = []
+    received = 0
+    for i, (name, value) in enumerate(headers):
+        key = name.strip().lower()
+        if key == "received":
+            received += 1
+        elif key == A_R and received > trusted_hops and trusted_id_of(value, trusted) is not None:
+            out.append(i)
+    return out
+
+
+def upstream_results(headers: Sequence[tuple[str, str]], trusted_ids: tuple[str, ...],
+                     from_domain: str | None, *, trusted_hops: int | None = None) -> Upstream:
+    """Believed results of trusted upstream hosts, and the trusted-id fields that are forged."""
+    trusted = frozenset(t.strip().lower() for t in trusted_ids if t.strip())
+    if not trusted:
+        return Upstream(summary=None)
+    forged_at = set(below_boundary(headers, trusted, trusted_hops))
+    forged = tuple(dict.fromkeys(trusted_id_of(headers[i][1], trusted) or "" for i in sorted(forged_at)))
+    believed = [(n, v) for i, (n, v) in enumerate(headers) if i not in forged_at]
+    return Upstream(summary=summary_from_headers(believed, trusted_ids, from_domain), forged=forged)
+
+
+def summary_from_headers(headers: Sequence[tuple[str, str]], trusted_ids: tuple[str, ...],
+                         from_domain: str | None, *, trusted_hops: int | None = None) -> AuthSummary | None:
     """The results of the topmost trusted Authentication-Results authserv-id, or None without one.
 
     All headers carrying that authserv-id are merged (hosts such as Fastmail write one header per
     method); within a method the topmost result wins. A trusted id must belong to a host that
-    removes inbound headers claiming its id (RFC 8601 section 5), else anyone can forge them.
+    removes inbound headers claiming its id (RFC 8601 section 5), else anyone can forge them;
+    with trusted_hops, fields below the trust boundary (below_boundary) are not believed.
     """
+    if trusted_hops is not None:
+        return upstream_results(headers, trusted_ids, from_domain, trusted_hops=trusted_hops).summary
     trusted = {t.strip().lower() for t in trusted_ids if t.strip()}
     if not trusted:
         return None

@@ -66,6 +66,7 @@ class DnsStats:
 class _Entry:
     expires: float
     values: tuple[Value, ...]
+    nxdomain: bool = False  # RFC 8020: the name does not exist, for any type
 
 
 class Budget:
@@ -200,6 +201,12 @@ class DnsClient:
         """PTR targets of a reverse name such as 1.2.0.192.in-addr.arpa."""
         return [v for v in self._lookup(name, "PTR") if isinstance(v, str)]
 
+    def exists(self, name: str) -> bool:
+        """Whether a name exists: False only for NXDOMAIN (RFC 8020: then nothing exists at or
+        below it). An empty non-terminal such as _domainkey.example.com exists. Raises
+        DnsTempError when the resolver cannot say."""
+        return not self._query(name, "TXT").nxdomain
+
     # -- cache --------------------------------------------------------------------------------
 
     def stats(self) -> DnsStats:
@@ -210,7 +217,7 @@ class DnsClient:
         with self._lock:
             self._cache.clear()
 
-    def _cached(self, key: tuple[str, int]) -> tuple[Value, ...] | None:
+    def _cached(self, key: tuple[str, int]) -> _Entry | None:
         now = self._clock()
         with self._lock:
             entry = self._cache.get(key)
@@ -221,14 +228,14 @@ class DnsClient:
                 return None
             self._cache.move_to_end(key)
             self._hits += 1
-            return entry.values
+            return entry
 
-    def _store(self, key: tuple[str, int], values: tuple[Value, ...], ttl: float) -> None:
+    def _store(self, key: tuple[str, int], values: tuple[Value, ...], ttl: float, nxdomain: bool = False) -> None:
         if self.cache_size <= 0 or ttl <= 0:
             return  # TTL 0 means "do not cache" (RFC 1035 section 3.2.1)
         expires = self._clock() + ttl
         with self._lock:
-            self._cache[key] = _Entry(expires, values)
+            self._cache[key] = _Entry(expires, values, nxdomain)
             self._cache.move_to_end(key)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
@@ -236,14 +243,17 @@ class DnsClient:
     # -- the query ----------------------------------------------------------------------------
 
     def _lookup(self, name: str, qtype: str) -> tuple[Value, ...]:
+        return self._query(name, qtype).values
+
+    def _query(self, name: str, qtype: str) -> _Entry:
         norm = name.strip().rstrip(".").lower()
         if not norm:
-            return ()
+            return _NO_NAME
         try:
             qname = dns.name.from_text(norm)
         except (dns.exception.DNSException, UnicodeError, ValueError):
             # A name that cannot exist on the wire (empty label, label > 63 octets) has no records.
-            return ()
+            return _NO_NAME
         rdtype = _TYPES[qtype]
         key = (norm, int(rdtype))
         cached = self._cached(key)
@@ -263,11 +273,11 @@ class DnsClient:
                                             raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN as exc:
             self._count(started, "nxdomain")
-            self._store(key, (), self._negative_ttl(_nx_response(exc, qname)))
-            return ()
+            self._store(key, (), self._negative_ttl(_nx_response(exc, qname)), nxdomain=True)
+            return _NX
         except dns.resolver.YXDOMAIN:
             self._count(started, "nxdomain")
-            return ()
+            return _NX
         except dns.exception.Timeout as exc:
             self._count(started, "timeout")
             raise DnsTempError(f"{norm}/{qtype}: timeout after {lifetime:.2f}s") from exc
@@ -282,11 +292,11 @@ class DnsClient:
         if rrset is None:
             self._count(started, "nodata")
             self._store(key, (), self._negative_ttl(answer.response))
-            return ()
+            return _NODATA
         self._count(started, "ok")
         values = tuple(v for v in (_value(rd) for rd in rrset) if v is not None)
         self._store(key, values, min(float(answer.chaining_result.minimum_ttl), self.max_ttl))
-        return values
+        return _Entry(0.0, values)
 
     def _count(self, started: float, outcome: str) -> None:
         seconds = time.monotonic() - started
@@ -308,6 +318,12 @@ class DnsClient:
                         break
                     break
         return min(ttl, self.max_negative_ttl)
+
+
+# Answers that are not cached entries: what _query returns without a cache.
+_NX = _Entry(0.0, (), True)
+_NODATA = _Entry(0.0, ())
+_NO_NAME = _Entry(0.0, (), True)  # a name that cannot exist on the wire
 
 
 def _nx_response(exc: dns.resolver.NXDOMAIN, qname: dns.name.Name) -> dns.message.Message | None:

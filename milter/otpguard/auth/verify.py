@@ -7,7 +7,7 @@ import email.policy
 import ipaddress
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,33 +71,83 @@ class DmarcPermError(Exception):
 
 
 def verify(raw: bytes, envelope: Envelope, *, dns: DnsClient, cfg: AuthConfig,
-           budget_seconds: float) -> AuthSummary:
-    """Check SPF, every DKIM signature, ARC and DMARC of one message; never raises."""
-    return verify_detail(raw, envelope, dns=dns, cfg=cfg, budget_seconds=budget_seconds).summary
+           budget_seconds: float, known_domains: Collection[str] = ()) -> AuthSummary:
+    """Check SPF, every DKIM signature, ARC and DMARC of one message; never raises.
+
+    known_domains are domains known to exist (the protected brands'): when the resolver says
+    one of them does not exist, its results are temperror, not evidence (see _Visibility).
+    """
+    return verify_detail(raw, envelope, dns=dns, cfg=cfg, budget_seconds=budget_seconds,
+                         known_domains=known_domains).summary
 
 
 def verify_detail(raw: bytes, envelope: Envelope, *, dns: DnsClient, cfg: AuthConfig,
-                  budget_seconds: float) -> AuthDetail:
+                  budget_seconds: float, known_domains: Collection[str] = ()) -> AuthDetail:
     """verify() with the evidence behind the summary; never raises."""
     notes: list[str] = []
     try:
         with dns.budget(budget_seconds):
-            return _verify(raw, envelope, dns, cfg, notes)
+            return _verify(raw, envelope, dns, cfg, notes, _Visibility(dns, known_domains, notes))
     except Exception:  # the last guard: a bug here must cost an auth result, not the message
         log.exception("sender authentication failed unexpectedly")
         failed = AuthSummary(source="local", spf="temperror", dmarc="temperror")
         return AuthDetail(summary=failed, local=failed, notes=(*notes, "internal error"))
 
 
+class _Visibility:
+    """Whether the resolver can see a known domain at all (one message's answers, cached).
+
+    NXDOMAIN for a brand's own names (its DKIM key, its _dmarc record, its SPF record) is
+    normally evidence: the key or policy is missing. But when the brand's organizational
+    domain itself is NXDOMAIN (amazon.com "does not exist"), the resolver is broken or
+    filtered: what it says about the brand is a temporary error (RFC 8601 2.7.1 temperror),
+    never a failure. Only domains known to exist are asked about: for any other domain,
+    NXDOMAIN is a real answer.
+    """
+
+    def __init__(self, dns: DnsClient, known: Collection[str], notes: list[str]) -> None:
+        self._dns, self._notes = dns, notes
+        self._known = frozenset(d.strip().rstrip(".").lower() for d in known if d.strip())
+        self._seen: dict[str, bool] = {}
+
+    def hidden(self, domain: str | None) -> bool:
+        d = (domain or "").strip().rstrip(".").lower()
+        if not d or not self._known or not _below_any(d, self._known):
+            return False
+        org = organizational_domain(d) or d
+        if org not in self._seen:
+            try:
+                hidden = not self._dns.exists(org)
+                why = "NXDOMAIN"
+            except DnsTempError as exc:
+                hidden, why = True, str(exc)
+            self._seen[org] = hidden
+            if hidden:
+                self._notes.append(f"dns: the resolver cannot see {org} ({why}): its results are temperror")
+        return self._seen[org]
+
+
+def _below_any(domain: str, known: frozenset[str]) -> bool:
+    d = domain
+    while d:
+        if d in known:
+            return True
+        _, _, d = d.partition(".")
+    return False
+
+
 def _verify(raw: bytes, envelope: Envelope, dns: DnsClient, cfg: AuthConfig,
-            notes: list[str]) -> AuthDetail:
+            notes: list[str], visible: _Visibility | None = None) -> AuthDetail:
+    visible = visible or _Visibility(dns, (), notes)
     from_domain, from_problem = _from_domain(raw)
     if from_problem:
         notes.append(from_problem)
 
     spf_result, spf_domain = _guarded("spf", lambda: check_spf(envelope, dns, receiver=cfg.authserv_id),
                                       ("permerror", _spf_identity(envelope)[1]), notes)
-    dkim_results = _guarded("dkim", lambda: check_dkim(raw, dns), (), notes)
+    if spf_result in ("none", "permerror") and visible.hidden(spf_domain):
+        spf_result = "temperror"  # no SPF record seen because no name of the brand is seen
+    dkim_results = _guarded("dkim", lambda: check_dkim(raw, dns, hidden=visible.hidden), (), notes)
     arc_result, sealer, first_sealer, first_aar = _guarded(
         "arc", lambda: check_arc(raw, dns), ("fail", None, None, None), notes)
 
@@ -118,7 +168,10 @@ def _verify(raw: bytes, envelope: Envelope, dns: DnsClient, cfg: AuthConfig,
             notes.append(f"dmarc: internal error {exc.__class__.__name__}")
             dmarc, aligned_id = "temperror", None
         else:
-            dmarc, aligned_id = evaluate_dmarc(from_domain, record, spf_result, spf_domain, dkim_results)
+            if record is None and visible.hidden(from_domain):
+                dmarc, aligned_id = "temperror", None  # "no policy" from a resolver that sees no brand
+            else:
+                dmarc, aligned_id = evaluate_dmarc(from_domain, record, spf_result, spf_domain, dkim_results)
 
     local = AuthSummary(source="local", spf=spf_result, spf_domain=spf_domain, dkim=dkim_results,
                         arc=arc_result, dmarc=dmarc, dmarc_policy=record.describe if record else None,
@@ -307,8 +360,13 @@ class _KeyFetcher:
         return key
 
 
-def check_dkim(raw: bytes, dns: DnsClient) -> tuple[DkimResult, ...]:
-    """Verify every DKIM-Signature, top to bottom, each as pass/fail/permerror/temperror/policy."""
+def check_dkim(raw: bytes, dns: DnsClient, *,
+               hidden: Callable[[str], bool] | None = None) -> tuple[DkimResult, ...]:
+    """Verify every DKIM-Signature, top to bottom, each as pass/fail/permerror/temperror/policy.
+
+    hidden(domain) says the resolver cannot see that signing domain at all: a missing key
+    there is temperror (the DNS failed), not permerror (the key is gone).
+    """
     try:
         message = dkim.DKIM(raw, logger=_DKIM_LOG, minkey=1024)
     except Exception as exc:  # dkimpy cannot even split the headers: no signature is usable
@@ -323,7 +381,7 @@ def check_dkim(raw: bytes, dns: DnsClient) -> tuple[DkimResult, ...]:
             d, s = _loose_tags(value)
             results.append(DkimResult(domain=d, selector=s, result="policy"))
             continue
-        results.append(_verify_signature(message, idx, value, dns))
+        results.append(_verify_signature(message, idx, value, dns, hidden))
     return tuple(results)
 
 
@@ -336,7 +394,8 @@ def _text(b: bytes) -> str:
     return b.decode("ascii", "replace").strip().rstrip(".").lower()
 
 
-def _verify_signature(message: dkim.DKIM, idx: int, value: bytes, dns: DnsClient) -> DkimResult:
+def _verify_signature(message: dkim.DKIM, idx: int, value: bytes, dns: DnsClient,
+                      hidden: Callable[[str], bool] | None = None) -> DkimResult:
     try:
         tags = dkim.util.parse_tag_value(value)
     except Exception:
@@ -368,7 +427,10 @@ def _verify_signature(message: dkim.DKIM, idx: int, value: bytes, dns: DnsClient
         return DkimResult(domain=domain, selector=selector, result="permerror")
     if ok:
         return DkimResult(domain=domain, selector=selector, result="pass")
-    return DkimResult(domain=domain, selector=selector, result=_why_not(fetcher))
+    result = _why_not(fetcher)
+    if result == "permerror" and None in fetcher.found.values() and hidden is not None and hidden(domain):
+        result = "temperror"
+    return DkimResult(domain=domain, selector=selector, result=result)
 
 
 def _why_not(fetcher: _KeyFetcher) -> str:

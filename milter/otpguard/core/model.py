@@ -79,6 +79,8 @@ class Decision:
     auth: AuthSummary | None = None
     error: str | None = None
     notes: tuple[str, ...] = field(default=())
+    # Allow/deny list entries that matched, as "allow:dkim", "deny:ip"... (core/policy.py).
+    policy: tuple[str, ...] = ()
 
     @property
     def symbols(self) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from .checks.obfuscation import ObfuscationCheck
 from .checks.phones import PhoneCheck
 from .model import AuthSummary, Decision, Envelope, Hit, Level
 from .message import ParsedMessage
+from .policy import SYMBOLS as POLICY_SYMBOLS
 from .settings import CoreSettings
 from .verdict import level_for, score_hits
 
@@ -52,6 +53,7 @@ CONTRADICTIONS = frozenset({
     "FORGED_BRAND_HELO", "REPLY_TO_OFF_BRAND", "LOOKALIKE_FROM_DOMAIN", "BRAND_HOMOGLYPH", "OBFUSCATED_TEXT",
     "LINK_OFF_BRAND", "LINK_LOOKALIKE_DOMAIN", "LINK_TEXT_HREF_MISMATCH", "LINK_IP_LITERAL", "LINK_SHORTENER",
     "LINK_FREE_HOSTING", "LINK_PUNYCODE", "LINK_BRAND_IN_PATH", "LOGIN_FORM", "CALLBACK_PHONE_NUMBER",
+    "FORGED_AUTH_RESULTS",  # issue 15: results forged in a trusted host's name
 })
 LURE_SYMBOLS = frozenset(SYMBOL_OF_KIND.values()) | {"CODE_TOKEN", "LURE_IN_ATTACHMENT"}
 
@@ -63,6 +65,7 @@ def all_symbols() -> dict[str, str]:
            ALIAS_MISMATCH: ALIAS_DESCRIPTION}
     for check in (AUTHENTICATION, *SUSPICION):
         out.update(check.symbols)
+    out.update(POLICY_SYMBOLS)  # the allow/deny lists (core/policy.py), applied by the engine
     return out
 
 

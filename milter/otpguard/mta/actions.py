@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Union
 
-from ..auth.authresults import is_own_authserv_id
+from ..auth.authresults import below_boundary, is_own_authserv_id
 from ..config import ActionsConfig
 from ..core.model import Decision
 from .headers import (BURST, SYMBOLS, VERDICT, burst_value, escape_text, fold, format_score, is_own_header,
@@ -26,9 +26,12 @@ AUTH_RESULTS = "Authentication-Results"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RemoveForgedHeaders:
-    """Delete incoming X-OTPGuard-* and Authentication-Results claiming our authserv-id."""
+    """Delete incoming X-OTPGuard-* and Authentication-Results claiming our authserv-id, and
+    those in a trusted host's name below the trust boundary (with trusted_ids)."""
 
     authserv_id: str | None = None
+    trusted_ids: tuple[str, ...] = ()
+    trusted_hops: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,7 +120,7 @@ def _quarantine_reason(decision: Decision, cfg: ActionsConfig) -> str:
 
 def plan(decision: Decision, cfg: ActionsConfig, subject: str | None, *,
          auth_results: str | None = None, authserv_id: str | None = None,
-         burst: Any = None) -> tuple[Action, ...]:
+         burst: Any = None, hygiene: RemoveForgedHeaders | None = None) -> tuple[Action, ...]:
     """The actions for one message, in the order the adapter must apply them.
 
     `subject` is the raw value of the first Subject header (None when absent);
@@ -125,12 +128,16 @@ def plan(decision: Decision, cfg: ActionsConfig, subject: str | None, *,
     `burst` is a bursts.BurstNotice when this genuine code mail is part of a burst.
     A quarantined message always carries the verdict headers, so the hold queue listing can
     say why it is there; a rejected message needs nothing else.
+    Header hygiene (`hygiene`, or our authserv_id alone) is not an action: with
+    cfg.header_hygiene it runs in monitor mode too, so that no forged verdict or result
+    reaches a mailbox during the week in monitor mode.
     """
     key = level_key(decision)
     wanted = cfg.by_level.get(key, ())
+    clean_up = hygiene if hygiene is not None else RemoveForgedHeaders(authserv_id=authserv_id)
     if cfg.monitor:
-        return (Monitor(would=tuple(wanted)),)
-    out: list[Action] = [RemoveForgedHeaders(authserv_id=authserv_id)]
+        return ((clean_up,) if cfg.header_hygiene else ()) + (Monitor(would=tuple(wanted)),)
+    out: list[Action] = [clean_up] if cfg.header_hygiene else []
     if "reject" in wanted:
         return (_reject(cfg),)
     if "tag" in wanted or "quarantine" in wanted:
@@ -152,9 +159,12 @@ def plan(decision: Decision, cfg: ActionsConfig, subject: str | None, *,
     return tuple(out)
 
 
-def error_plan(authserv_id: str | None = None) -> tuple[Action, ...]:
-    """What on_error = "accept" applies: forged headers still go, and the verdict says error."""
-    return (RemoveForgedHeaders(authserv_id=authserv_id), AddHeader(name=VERDICT, value="error"))
+def error_plan(authserv_id: str | None = None, *, hygiene: RemoveForgedHeaders | None = None,
+               tag: bool = True) -> tuple[Action, ...]:
+    """What on_error = "accept" applies: forged headers still go, and the verdict says error
+    (tag=False: monitor mode, where only the hygiene runs)."""
+    clean_up = hygiene if hygiene is not None else RemoveForgedHeaders(authserv_id=authserv_id)
+    return (clean_up, AddHeader(name=VERDICT, value="error")) if tag else (clean_up,)
 
 
 def describe(actions: tuple[Action, ...]) -> str:
@@ -308,19 +318,26 @@ def banner_body(raw: bytes, text: str, html: str) -> tuple[bytes | None, str]:
     return _entity_banner(head, body, text, html, set(), 0)
 
 
-def forged_fields(headers: list[tuple[str, bytes]], authserv_id: str | None) -> list[tuple[str, int]]:
+def forged_fields(headers: list[tuple[str, bytes]], authserv_id: str | None, *,
+                  trusted_ids: tuple[str, ...] = (), trusted_hops: int = 0) -> list[tuple[str, int]]:
     """(name, 1-based index among fields of that name) of incoming fields to delete, last first:
-    our own X-OTPGuard-* fields and Authentication-Results that claim our authserv-id.
+    our own X-OTPGuard-* fields, Authentication-Results that claim our authserv-id, and those
+    in a trusted host's name below the trust boundary (authresults.below_boundary).
 
     smfi_chgheader counts occurrences of one name; deleting from the highest index down
     keeps the remaining indexes valid whether or not the MTA renumbers after a delete.
     """
+    below: set[int] = set()
+    if trusted_ids:
+        text = [(n, v.decode("utf-8", "replace")) if n.lower() in ("received", "authentication-results") else (n, "")
+                for n, v in headers]
+        below = set(below_boundary(text, trusted_ids, trusted_hops))
     seen: dict[str, int] = {}
     out: list[tuple[str, int]] = []
-    for name, value in headers:
+    for i, (name, value) in enumerate(headers):
         key = name.lower()
         seen[key] = seen.get(key, 0) + 1
-        if is_own_header(name):
+        if is_own_header(name) or i in below:
             out.append((name, seen[key]))
         elif key == "authentication-results" and authserv_id and \
                 is_own_authserv_id(value.decode("utf-8", "replace"), authserv_id):

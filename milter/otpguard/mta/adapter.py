@@ -162,7 +162,8 @@ class OtpGuardMilter(Milter.Base):
             progress.stage = "actions"
             notes: list[str] = []
             rc = self._apply(planned.actions, msg, planned.raw, notes)
-            handler.record(rt, planned, queue_id=queue_id, client_ip=self._client_ip, started=started, notes=notes)
+            handler.record(rt, planned, queue_id=queue_id, client_ip=self._client_ip, started=started, notes=notes,
+                           msg=msg)
             return rc
         except Exception as exc:
             return self._on_error(rt, msg, queue_id, progress, exc, started)
@@ -172,7 +173,8 @@ class OtpGuardMilter(Milter.Base):
     def _on_error(self, rt: Runtime, msg: CollectedMessage | None, queue_id: str | None,
                   progress: handler.Progress, exc: Exception, started: float) -> int:
         """The guard: answer per on_error, log one line, count the error."""
-        outcome = handler.error_outcome(rt, progress, exc, have_message=msg is not None)
+        outcome = handler.error_outcome(rt, progress, exc, have_message=msg is not None,
+                                        rcpts=tuple(msg.rcpt_to) if msg is not None else ())
         detail = outcome.detail
         if outcome.tempfail:
             rc = Milter.TEMPFAIL
@@ -188,7 +190,7 @@ class OtpGuardMilter(Milter.Base):
                 except Exception as apply_exc:  # the MTA connection itself may be gone
                     detail += f"; tagging failed: {apply_exc!r}"
         handler.log_error(outcome, progress, queue_id=queue_id, client_ip=self._client_ip, started=started,
-                          detail=detail)
+                          detail=detail, msg=msg)
         return rc
 
     def abort(self) -> int:
@@ -229,8 +231,8 @@ class OtpGuardMilter(Milter.Base):
         rc = Milter.CONTINUE
         for a in planned:
             match a:
-                case act.RemoveForgedHeaders(authserv_id=aid):
-                    for name, idx in act.forged_fields(msg.headers, aid):
+                case act.RemoveForgedHeaders(authserv_id=aid, trusted_ids=tids, trusted_hops=hops):
+                    for name, idx in act.forged_fields(msg.headers, aid, trusted_ids=tids, trusted_hops=hops):
                         self.chgheader(name, idx, None)
                 case act.AddHeader(name=name, value=value, index=index):
                     self.addheader(name, value, index)

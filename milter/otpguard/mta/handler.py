@@ -71,18 +71,41 @@ def plan_message(rt: Runtime, msg: CollectedMessage, envelope: Envelope, progres
     analysis_seconds = time.monotonic() - analysis_started
     progress.stage = "policy"
     burst = rt.bursts.observe(decision, envelope) if rt.bursts is not None else None
-    planned = act.plan(decision, rt.config.actions, msg.subject(),
+    planned = act.plan(decision, rt.config.actions_for(envelope.rcpt_to), msg.subject(),
                        auth_results=rt.engine.own_results_header(decision),
-                       authserv_id=rt.config.auth.authserv_id, burst=burst)
+                       authserv_id=rt.config.auth.authserv_id, burst=burst, hygiene=hygiene(rt))
     return Planned(decision=decision, actions=planned, raw=raw, burst=burst, analysis_seconds=analysis_seconds)
 
 
+def hygiene(rt: Runtime) -> act.RemoveForgedHeaders:
+    """What header hygiene removes under this configuration (our id, forged trusted ones)."""
+    a = rt.config.auth
+    return act.RemoveForgedHeaders(authserv_id=a.authserv_id, trusted_ids=a.trusted_authserv_ids,
+                                   trusted_hops=a.trusted_hops)
+
+
+def message_facts(msg: CollectedMessage | None) -> dict[str, object]:
+    """What the log line says about a message besides the verdict: envelope sender domain,
+    recipient count, Message-ID and size (all attacker-controlled but the count: the log
+    formatter escapes them, and the Message-ID is cut to a sane length)."""
+    if msg is None:
+        return {}
+    sender = (msg.mail_from or "").rpartition("@")[2].strip("<>").lower()
+    message_id = next((v for n, v in msg.headers if n.lower() == "message-id"), b"")
+    return {"sender_domain": sender or "-", "rcpts": len(msg.rcpt_to),
+            "message_id": message_id.decode("utf-8", "replace").strip()[:MAX_MESSAGE_ID] or "-",
+            "size": msg.size}
+
+
+MAX_MESSAGE_ID = 200  # RFC 5322 msg-ids are short; a longer one is junk that would bloat every line
+
+
 def record(rt: Runtime, planned: Planned, *, queue_id: str | None, client_ip: str | None, started: float,
-           notes: list[str]) -> None:
+           notes: list[str], msg: CollectedMessage | None = None) -> None:
     """The message's log line and metrics, once its actions are applied."""
     elapsed = time.monotonic() - started
     logs.message(queue_id=queue_id, decision=planned.decision, action=act.describe(planned.actions),
-                 ms=elapsed * 1000, client_ip=client_ip, notes=notes)
+                 ms=elapsed * 1000, client_ip=client_ip, notes=notes, facts=message_facts(msg))
     if rt.metrics is not None:
         rt.metrics.record_message(planned.decision, disposition(planned.actions), planned.analysis_seconds,
                                   applied=applied(planned.actions))
@@ -90,30 +113,41 @@ def record(rt: Runtime, planned: Planned, *, queue_id: str | None, client_ip: st
             rt.metrics.burst_detected(new=planned.burst.new_burst)  # type: ignore[attr-defined]
 
 
-def error_outcome(rt: Runtime, progress: Progress, exc: Exception, *, have_message: bool) -> ErrorOutcome:
-    """What to answer for a failed message (milter.on_error); counts the error."""
+def error_outcome(rt: Runtime, progress: Progress, exc: Exception, *, have_message: bool,
+                  rcpts: tuple[str, ...] = ()) -> ErrorOutcome:
+    """What to answer for a failed message (milter.on_error); counts the error, and the
+    message in otpguard_messages_total with verdict "error"."""
     stage = "timeout" if isinstance(exc, AnalysisTimeout) else progress.stage
-    if rt.metrics is not None:
-        try:
-            rt.metrics.record_error(stage)
-        except Exception:  # noqa: BLE001 - metrics must not turn one failure into two
-            pass
-    monitor = rt.config.actions.monitor
+    cfg = rt.config.actions_for(rcpts)
+    monitor = cfg.monitor
     # Monitor mode promises to change nothing, so it never defers mail either.
     tempfail = rt.config.milter.on_error == "tempfail" and not monitor
     label = "error-tempfail" if tempfail else ("monitor" if monitor else "error-accept")
     # After a failure half-way through the actions, what was applied stays; tagging again
-    # would only add a second, contradicting verdict.
-    tag = not tempfail and not monitor and have_message and stage != "actions"
+    # would only add a second, contradicting verdict. Header hygiene runs in every mode.
+    usable = not tempfail and have_message and stage != "actions"
+    tag = usable and not monitor
+    actions: tuple[act.Action, ...] = ()
+    if usable:
+        planned = act.error_plan(rt.config.auth.authserv_id, hygiene=hygiene(rt), tag=tag)
+        actions = tuple(a for a in planned if cfg.header_hygiene or not isinstance(a, act.RemoveForgedHeaders))
+    if rt.metrics is not None:
+        try:
+            rt.metrics.record_error(stage)
+            rt.metrics.record_failed_message(
+                "tempfail" if tempfail else "monitor" if monitor else "tag" if tag else "accept")
+        except Exception:  # noqa: BLE001 - metrics must not turn one failure into two
+            pass
     return ErrorOutcome(tempfail=tempfail, label=label, detail=f"{stage}: {type(exc).__name__}: {exc}",
-                        actions=act.error_plan(rt.config.auth.authserv_id) if tag else ())
+                        actions=actions)
 
 
 def log_error(outcome: ErrorOutcome, progress: Progress, *, queue_id: str | None, client_ip: str | None,
-              started: float, detail: str) -> None:
+              started: float, detail: str, msg: CollectedMessage | None = None) -> None:
     """The one log line of a failed message."""
     logs.message(queue_id=queue_id, decision=progress.decision, action=outcome.label,
-                 ms=(time.monotonic() - started) * 1000, error=detail, client_ip=client_ip)
+                 ms=(time.monotonic() - started) * 1000, error=detail, client_ip=client_ip,
+                 facts=message_facts(msg))
 
 
 def disposition(planned: tuple[act.Action, ...]) -> str:

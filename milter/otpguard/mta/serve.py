@@ -25,16 +25,22 @@ from typing import Any
 
 from ..ops import logs
 from . import runtime, sockets
-from ..config import Config, ConfigError, cpu_list, load_config
+from ..config import POSTFIX_QUEUE_DIRECTORY, Config, ConfigError, cpu_list, load_config
 
 DRAIN_SECONDS = 30.0  # longest wait for messages in flight after SIGTERM
 POSTFIX_HINT = """otpguard is listening on {socket}. To filter mail with it, add to Postfix's main.cf
 (see deploy/postfix/main.cf.snippet) and run `postfix reload`:
     milter_protocol = 6
     milter_default_action = tempfail
-    smtpd_milters = {socket}
+    smtpd_milters = {spelling}
     non_smtpd_milters = $smtpd_milters
+{note}Then check the whole path with `otpguard doctor --config {config}`.
 Stop with Ctrl-C (SIGTERM); reload the configuration with SIGHUP."""
+RELATIVE_NOTE = """(relative to Postfix's queue directory: right whether smtpd and cleanup run chrooted or not)
+"""
+OUTSIDE_NOTE = """(outside Postfix's queue directory: invisible to a chrooted smtpd or cleanup, Debian's default;
+ the default socket unix:/var/spool/postfix/otpguard/otpguard.sock works either way)
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,9 +80,35 @@ def _socket_path(spec: str) -> Path | None:
     return Path(spec[5:]) if spec.startswith("unix:") else None
 
 
-def _prepare_unix_socket(path: Path) -> None:
+def _make_socket_dir(directory: Path, group: str) -> None:
+    """Create the socket's directory when it is missing: 0750 with group milter.socket_group
+    (postfix), so Postfix can reach the socket and other users cannot.
+
+    Postfix's queue directory belongs to root: the systemd unit creates otpguard's directory
+    there (ExecStartPre); a root `make run` creates it here. A missing queue directory is not
+    created: Postfix is not installed, or uses another one.
+    """
+    if directory.is_dir():
+        return
+    queue = Path(POSTFIX_QUEUE_DIRECTORY)
+    if (directory == queue or queue in directory.parents) and not queue.is_dir():
+        raise OSError(f"{queue} does not exist (is Postfix installed? the default socket lives in its queue "
+                      "directory; set milter.socket or --socket to another path)")
+    directory.mkdir(parents=True)
+    mode = 0o755
+    if group:
+        try:
+            os.chown(directory, -1, int(group) if group.isdigit() else grp.getgrnam(group).gr_gid)
+            mode = 0o750
+        except (KeyError, PermissionError) as exc:
+            logs.event("socket_dir_group_unchanged", logging.WARNING, directory=str(directory), group=group,
+                       problem=str(exc))
+    os.chmod(directory, mode)  # mkdir's mode goes through the umask
+
+
+def _prepare_unix_socket(path: Path, group: str = "") -> None:
     """Create the parent directory; remove a stale socket, refuse to steal a live one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_socket_dir(path.parent, group)
     if path.exists() or path.is_symlink():
         if not stat.S_ISSOCK(path.lstat().st_mode):
             raise OSError(f"{path} exists and is not a socket")
@@ -151,7 +183,7 @@ class Server:
         """SIGHUP: a new valid config replaces the old one; a bad one is logged and ignored."""
         path = self.config.path
         try:
-            new = load_config(path)
+            new = load_config(path)  # the [policy] list files are read again here too
             for key in ("socket", "cpu_affinity"):
                 if getattr(new.milter, key) != getattr(self.config.milter, key):
                     logs.event("reload_notice", logging.WARNING, file=path,
@@ -166,7 +198,7 @@ class Server:
                        note="keeping the previous configuration")
             ok = False
         else:
-            logs.setup(new.logging.level, new.logging.format)
+            logs.setup(new.logging.level, new.logging.format, priority_prefix=new.logging.priority_prefix)
             logs.event("reload", file=path)
             ok = True
         if self.metrics is not None:
@@ -255,11 +287,17 @@ class Server:
                 self.reload()
             if self.listening.is_set() and not announced:
                 announced = True
+                from .postfixcf import main_cf_spelling
+
+                spelling = main_cf_spelling(self.socket_spec)
                 logs.event("listening", socket=self.socket_spec, config=self.config.path,
-                           postfix=f"smtpd_milters = {self.socket_spec}",
+                           postfix=f"smtpd_milters = {spelling}",
                            hint="add the lines of deploy/postfix/main.cf.snippet to Postfix's main.cf")
                 if sys.stdout.isatty():  # `make run` in a terminal; services log only the event
-                    print(POSTFIX_HINT.format(socket=self.socket_spec), flush=True)
+                    note = (RELATIVE_NOTE if spelling != self.socket_spec
+                            else OUTSIDE_NOTE if self.socket_spec.startswith("unix:") else "")
+                    print(POSTFIX_HINT.format(socket=self.socket_spec, spelling=spelling, note=note,
+                                              config=self.config.path), flush=True)
         if self.error is not None:
             logs.event("milter_failed", logging.ERROR, socket=self.socket_spec,
                        problem=f"{type(self.error).__name__}: {self.error}")
@@ -345,7 +383,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"otpguard: configuration error in {args.config if not args.socket else 'command line'}: "
               f"{key}: {exc}", file=sys.stderr)
         return 2
-    logs.setup(config.logging.level, config.logging.format)
+    logs.setup(config.logging.level, config.logging.format, priority_prefix=config.logging.priority_prefix)
     if (cpus := pin_cpus(config.milter.cpu_affinity)) is not None:
         logs.event("cpu_affinity", cpus=list(cpus), setting=config.milter.cpu_affinity)
     metrics = None
@@ -378,10 +416,14 @@ def run(args: argparse.Namespace) -> int:
     path = _socket_path(socket_spec)
     try:
         if path is not None:
-            _prepare_unix_socket(path)
+            _prepare_unix_socket(path, config.milter.socket_group)
         else:
             _check_inet_free(socket_spec)
     except OSError as exc:
         print(f"otpguard: cannot use socket {socket_spec}: {exc}", file=sys.stderr)
         return 1
+    from ..ops.dnsprobe import DnsProbe
+
+    # At start and every auth.probe_interval_seconds: can the resolver see the brands at all?
+    DnsProbe(lambda: srv.config, metrics).start()
     return srv.serve()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -76,12 +77,39 @@ def json_line(fields: Iterable[tuple[str, Any]]) -> str:
     return json.dumps({k: _jsonable(v) for k, v in fields}, ensure_ascii=True, separators=(",", ":"))
 
 
-class LineFormatter(logging.Formatter):
-    """Formats records as `ts level event fields...` in logfmt or JSON."""
+# sd-daemon(3) / syslog(3) priorities: journald reads a "<N>" at the start of a line on a
+# service's stdout/stderr as that line's priority (SyslogLevelPrefix=, on by default).
+PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 
-    def __init__(self, fmt: str = "logfmt") -> None:
+
+def priority(level: int) -> int:
+    """The syslog priority of a logging level (levels in between round to the more severe one)."""
+    for threshold in (logging.CRITICAL, logging.ERROR, logging.WARNING, logging.INFO):
+        if level >= threshold:
+            return PRIORITIES[threshold]
+    return PRIORITIES[logging.DEBUG]
+
+
+def stderr_is_journal(stream: Any = None) -> bool:
+    """Whether the stream is the journal: systemd sets JOURNAL_STREAM=DEV:INODE for it (systemd.exec(5))."""
+    wanted = os.environ.get("JOURNAL_STREAM", "")
+    if not wanted:
+        return False
+    try:
+        st = os.fstat((stream or sys.stderr).fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return wanted == f"{st.st_dev}:{st.st_ino}"
+
+
+class LineFormatter(logging.Formatter):
+    """Formats records as `ts level event fields...` in logfmt or JSON (with a "<N>" priority
+    prefix for journald when asked)."""
+
+    def __init__(self, fmt: str = "logfmt", *, priority_prefix: bool = False) -> None:
         super().__init__()
         self.kind = fmt
+        self.priority_prefix = priority_prefix
 
     _second: tuple[int, str] = (-1, "")
 
@@ -99,7 +127,8 @@ class LineFormatter(logging.Formatter):
         fields: list[tuple[str, Any]] = [("ts", self.timestamp(created)),
                                          ("level", logging.getLevelName(level).lower()), ("event", event)]
         fields += extra.items()
-        return json_line(fields) if self.kind == "json" else logfmt(fields)
+        text = json_line(fields) if self.kind == "json" else logfmt(fields)
+        return f"<{priority(level)}>{text}" if self.priority_prefix else text
 
     def format(self, record: logging.LogRecord) -> str:
         extra: Mapping[str, Any] | None = getattr(record, "fields", None)
@@ -130,8 +159,10 @@ class _LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
 _handler: _LineHandler | None = None
 
 
-def setup(level: str = "info", fmt: str = "logfmt", stream: Any = None) -> None:
+def setup(level: str = "info", fmt: str = "logfmt", stream: Any = None, priority_prefix: str = "never") -> None:
     """Send all logging to stderr (or stream) in the chosen format, replacing earlier setup.
+
+    priority_prefix: "always", "never", or "auto" (when the stream is the journal).
 
     Process-wide: it also stops logging from recording callers, threads and processes, which
     no otpguard line shows (an embedding program's records lose those fields too).
@@ -142,7 +173,8 @@ def setup(level: str = "info", fmt: str = "logfmt", stream: Any = None) -> None:
         if getattr(h, "_otpguard", False):
             root.removeHandler(h)
     handler = _LineHandler(stream or sys.stderr)
-    handler.setFormatter(LineFormatter(fmt))
+    prefix = priority_prefix == "always" or (priority_prefix == "auto" and stderr_is_journal(stream))
+    handler.setFormatter(LineFormatter(fmt, priority_prefix=prefix))
     root.addHandler(handler)
     _handler = handler
     # Our lines never show the caller, thread or process: skip collecting them for every record
@@ -161,7 +193,7 @@ def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
 
 def message_fields(*, queue_id: str | None, decision: Decision | None, action: str, ms: float,
                    error: str | None = None, client_ip: str | None = None,
-                   notes: list[str] | None = None) -> dict[str, Any]:
+                   notes: list[str] | None = None, facts: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The fields of the per-message line."""
     fields: dict[str, Any] = {"queue_id": queue_id or "-"}
     if decision is not None:
@@ -174,6 +206,8 @@ def message_fields(*, queue_id: str | None, decision: Decision | None, action: s
     fields["ms"] = round(ms, 1)
     if client_ip:
         fields["client"] = client_ip
+    if facts:
+        fields.update(facts)  # sender_domain, rcpts, message_id, size (mta/handler.message_facts)
     if notes:
         fields["notes"] = list(notes)
     if error:
@@ -182,10 +216,11 @@ def message_fields(*, queue_id: str | None, decision: Decision | None, action: s
 
 
 def message(*, queue_id: str | None, decision: Decision | None, action: str, ms: float,
-            error: str | None = None, client_ip: str | None = None, notes: list[str] | None = None) -> None:
+            error: str | None = None, client_ip: str | None = None, notes: list[str] | None = None,
+            facts: Mapping[str, Any] | None = None) -> None:
     """Log THE line for one message (warning level when it is an error line)."""
     fields = message_fields(queue_id=queue_id, decision=decision, action=action, ms=ms, error=error,
-                            client_ip=client_ip, notes=notes)
+                            client_ip=client_ip, notes=notes, facts=facts)
     level = logging.WARNING if error else logging.INFO
     log = logging.getLogger(LOGGER_NAME)
     root, handler = logging.root, _handler

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import start_http_server
 from prometheus_client.process_collector import ProcessCollector
 
@@ -26,8 +26,17 @@ from ..core.model import Decision
 
 OTHER = "other"
 
-# Verdict of a message: the Decision level, or "genuine" when authentication proved the brand.
-VERDICTS = ("clean", "suspicious", "phish", "genuine", OTHER)
+# No otpguard_*_created series: a timestamp per counter and histogram doubles what Prometheus
+# stores for nothing an alert or a panel reads (process start time is process_start_time_seconds).
+disable_created_metrics()
+
+# Verdict of a message: the Decision level, "genuine" when authentication proved the brand, or
+# "error" when the message failed (milter.on_error answered it; errors_total says where).
+VERDICTS = ("clean", "suspicious", "phish", "genuine", "error", OTHER)
+
+# The allow/deny lists ([policy], core/policy.py): which list matched, on which kind of entry.
+POLICY_LISTS = ("allow", "deny", OTHER)
+POLICY_KINDS = ("dkim", "dmarc", "spf", "ip", "rcpt", "rcpt_domain", "from", OTHER)
 
 # What finally happened to a message (one per message; the strongest one taken):
 # accept = passed unchanged, tag = delivered with our headers/subject/banner, quarantine = held,
@@ -171,6 +180,16 @@ class Metrics:
         self.quarantine_gauge = Gauge("otpguard_quarantine_messages",
                                       "Messages in the Postfix hold queue (NaN: unknown).", registry=r)
         self.quarantine_gauge.set(math.nan)
+        self.policy_matches = Counter("otpguard_policy_matches",
+                                      "Messages an allow or deny list entry matched, by list and kind of entry.",
+                                      ["list", "kind"], registry=r)
+        self.dns_probe_success = Gauge("otpguard_dns_probe_success",
+                                       "1 if the last DNS probe saw the brands' records, 0 if not (NaN: not run).",
+                                       registry=r)
+        self.dns_probe_success.set(math.nan)
+        self.dns_probe_last_success = Gauge("otpguard_dns_probe_last_success_timestamp_seconds",
+                                            "Unix time of the last DNS probe that saw the brands' records.",
+                                            registry=r)
         self.build_info = Gauge("otpguard_build_info", "Build information; the value is always 1.",
                                 ["version"], registry=r)
         self.build_info.labels(version=version).set(1)
@@ -199,6 +218,9 @@ class Metrics:
             self.dns_seconds.labels(outcome=o)
         for res in RELOAD_RESULTS:
             self.reloads.labels(result=res)
+        for lst in POLICY_LISTS:
+            for kind in POLICY_KINDS:
+                self.policy_matches.labels(list=lst, kind=kind)
 
     def record_message(self, decision: Decision, action: str, seconds: float, *,
                        applied: Iterable[str] | None = None, burst: BurstNotice | None = None) -> None:
@@ -218,8 +240,22 @@ class Metrics:
         for kind in set(kinds):
             self.actions.labels(action=_bounded(kind, ACTION_KINDS)).inc()
         self._record_auth(decision)
+        for matched in decision.policy:
+            which, _, kind = matched.partition(":")
+            self.policy_matches.labels(list=_bounded(which, POLICY_LISTS), kind=_bounded(kind, POLICY_KINDS)).inc()
         if seconds >= 0:
             self.analysis_seconds.observe(seconds)
+
+    def record_failed_message(self, action: str) -> None:
+        """Count a message that hit an error (verdict "error"), with what it finally got:
+        tempfail, tag (accepted with the error verdict), accept or monitor."""
+        self.messages.labels(verdict="error", action=_bounded(action, DISPOSITIONS)).inc()
+
+    def dns_probe(self, ok: bool) -> None:
+        """Record the outcome of a DNS probe (ops/dnsprobe.py)."""
+        self.dns_probe_success.set(1 if ok else 0)
+        if ok:
+            self.dns_probe_last_success.set(self._clock())
 
     def _record_auth(self, decision: Decision) -> None:
         auth = decision.auth

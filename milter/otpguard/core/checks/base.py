@@ -99,6 +99,9 @@ class Context:
                  auth: AuthSummary | None, max_links: int = 2000) -> None:
         self.msg, self.envelope, self.brand, self.auth, self.max_links = msg, envelope, brand, auth, max_links
         self.genuine = False
+        # authserv-ids of trusted upstream Authentication-Results found below the trust boundary
+        # (forgeries, not believed): set by the engine, reported by the authentication check.
+        self.forged_results: tuple[str, ...] = ()
 
     # --- addresses
     @cached_property

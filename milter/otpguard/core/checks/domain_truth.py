@@ -49,8 +49,7 @@ class DomainTruthCheck:
             if ctx.brand_signature_header is None:
                 yield Hit(symbol="FROM_BRAND_UNSIGNED", strength=1.0, reason=f"no DKIM signature by {claimed[0]}")
             else:
-                yield Hit(symbol="BRAND_SIGNATURE_UNVERIFIED", strength=1.0,
-                          reason=f"DKIM signature by {ctx.brand_signature_header} not verified")
+                yield Hit(symbol="BRAND_SIGNATURE_UNVERIFIED", strength=1.0, reason=unverified_reason(ctx))
             # The brand bounces to its own domains (bounces.amazon.*, amazonses.com); an
             # unsigned brand From with a foreign envelope sender was sent by someone else.
             envelope_domain = envelope_sender_domain(ctx)
@@ -63,6 +62,17 @@ class DomainTruthCheck:
             foreign = [a.domain for a in ctx.msg.reply_to if a.domain and not brand.trusts_link(a.domain)]
             if foreign:
                 yield Hit(symbol="REPLY_TO_OFF_BRAND", strength=1.0, reason=f"reply-to {foreign[0]}")
+
+
+def unverified_reason(ctx: Context) -> str:
+    """Why a brand signature present in the header does not count, in the words of the
+    dkim= result of our Authentication-Results header when there is one."""
+    signer = ctx.brand_signature_header
+    auth = ctx.auth
+    results = [d.result for d in auth.dkim if d.domain == signer] if auth is not None else []
+    if results:
+        return f"DKIM signature by {signer} not verified: dkim={results[0]}"
+    return f"DKIM signature by {signer} not verified (not checked)"
 
 
 # "from HELO (RDNS [IP])" as Postfix, Sendmail and most MTAs write it; and "from RDNS (HELO x)",
