@@ -1,4 +1,4 @@
-"""The `otpguard` command: scan, check-config, serve, quarantine."""
+"""The `otpguard` command: scan, explain, check-config, serve, quarantine."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,7 @@ from . import __version__
 # Each subcommand lives in its own module with add_arguments(parser) and run(args) -> int.
 SUBCOMMANDS = {
     "scan": ("otpguard.scan", "analyse saved mail (.eml, folders, mbox, Maildir)"),
+    "explain": ("otpguard.explain", "why one message got its verdict: claim, path, symbols, links, authentication"),
     "check-config": ("otpguard.checkconfig", "validate a configuration file"),
     "serve": ("otpguard.mta.serve", "run the milter"),
     "quarantine": ("otpguard.mta.quarantine", "list, show, release or delete held messages"),

@@ -5,6 +5,7 @@ silently falls back to a default. Errors name the file and the dotted key.
 """
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -360,3 +361,50 @@ def load_config(path: str | Path) -> Config:
     return Config(path=str(file), brands=tuple(brands), analysis=analysis, scoring=scoring, auth=auth,
                   actions=actions, milter=milter, metrics=metrics, bursts=bursts, state=state,
                   aliases=aliases, logging=logging_cfg)
+
+
+# --- which configuration file ------------------------------------------------------------------
+
+ENV_CONFIG = "OTPGUARD_CONFIG"
+SYSTEM_CONFIG = Path("/etc/otpguard/otpguard.toml")
+
+
+def packaged_config() -> Path:
+    """The default configuration shipped inside the package (otpguard/defaults, conf/ in a checkout)."""
+    return Path(__file__).resolve().parent / "defaults" / "otpguard.toml"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigChoice:
+    """The configuration file a command uses, and why that one."""
+
+    path: Path
+    source: str  # "--config" | "$OTPGUARD_CONFIG" | "system" | "packaged default"
+
+    def describe(self) -> str:
+        how = {"--config": "given with --config", "$OTPGUARD_CONFIG": f"from ${ENV_CONFIG}",
+               "system": "the system configuration", "packaged default": "the packaged default"}[self.source]
+        return f"{self.path} ({how})"
+
+
+def locate_config(explicit: str | None, *, environ: dict[str, str] | None = None,
+                  system: Path = SYSTEM_CONFIG) -> ConfigChoice:
+    """--config, else $OTPGUARD_CONFIG, else /etc/otpguard/otpguard.toml if it exists, else the
+    packaged default. An explicit or environment path is used as given even if missing, so the
+    admin gets "cannot read" for the file they named instead of a silent fallback."""
+    env = os.environ if environ is None else environ
+    if explicit:
+        return ConfigChoice(path=Path(explicit), source="--config")
+    if env.get(ENV_CONFIG):
+        return ConfigChoice(path=Path(env[ENV_CONFIG]), source="$OTPGUARD_CONFIG")
+    if system.exists():
+        return ConfigChoice(path=system, source="system")
+    return ConfigChoice(path=packaged_config(), source="packaged default")
+
+
+def load_chosen(explicit: str | None, announce: Callable[[str], None] | None = None) -> Config:
+    """Load the configuration locate_config() picks; announce(text) says which when not --config."""
+    choice = locate_config(explicit)
+    if announce is not None and choice.source != "--config":
+        announce(f"using {choice.describe()}")
+    return load_config(choice.path)
