@@ -84,6 +84,14 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class QuarantineConfig:
+    """`otpguard quarantine`: where release/delete are audited, what a released message says."""
+
+    audit_log: str = "syslog"  # "syslog" (facility mail) or an absolute file path
+    released_verdict: str = "released"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     path: str
     brands: tuple[BrandProfile, ...]
@@ -97,6 +105,7 @@ class Config:
     state: StateConfig
     aliases: AliasConfig
     logging: LoggingConfig
+    quarantine: QuarantineConfig = field(default_factory=QuarantineConfig)
 
     def weight(self, symbol: str) -> float:
         return self.scoring.weights.get(symbol, 0.0)
@@ -357,10 +366,25 @@ def load_config(path: str | Path) -> Config:
     )
     lg.done()
 
+    quarantine = _quarantine_section(file, root.table("quarantine"))
+
     root.done()
     return Config(path=str(file), brands=tuple(brands), analysis=analysis, scoring=scoring, auth=auth,
                   actions=actions, milter=milter, metrics=metrics, bursts=bursts, state=state,
-                  aliases=aliases, logging=logging_cfg)
+                  aliases=aliases, logging=logging_cfg,
+                  quarantine=quarantine)
+
+
+def _quarantine_section(file: Path, q: _Section) -> QuarantineConfig:
+    d = QuarantineConfig()
+    out = QuarantineConfig(audit_log=q.string("audit_log", d.audit_log),
+                           released_verdict=q.string("released_verdict", d.released_verdict))
+    if out.audit_log != "syslog" and not Path(out.audit_log).is_absolute():
+        raise ConfigError(file, "quarantine.audit_log", 'must be "syslog" or an absolute file path')
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,19}", out.released_verdict):
+        raise ConfigError(file, "quarantine.released_verdict", "must be a lower-case word (a-z, 0-9, - and _)")
+    q.done()
+    return out
 
 
 # --- which configuration file ------------------------------------------------------------------
