@@ -77,13 +77,14 @@ def decision_path(decision: Decision, ctx: Context | None, engine: Any) -> list[
     steps = [_auth_line(decision, engine)]
     display = ctx.brand.display if ctx is not None else "the brand"
     if decision.genuine:
-        steps.append(f"genuine: an aligned DMARC pass for a {display} domain; the suspicion checks stood "
+        steps.append(f"genuine: an aligned DMARC pass for a domain of {display}; the suspicion checks stood "
                      "down and the verdict is clean whatever the text says")
     elif ctx is not None and ctx.claim.strong:
         steps.append(f"claims to be {display} as the sender ({', '.join(ctx.claim.strong)}): every check ran")
     elif ctx is not None and ctx.claim.weak:
-        steps.append(f"mentions {display} only in the body: a claim in passing, whose evidence counts "
-                     "at a discount (the factor below)")
+        steps.append(f"mentions {display} only in the body: a claim in passing, not a claim to be {display}")
+        if discounted := [h for h in decision.hits if h.factor != 1.0]:
+            steps.append(f"{len(discounted)} symbol(s) count at factor {discounted[0].factor:g} for a claim in passing")
     else:
         steps.append("claims no protected brand: only authentication and the test token are looked at")
     scored = [h for h in decision.hits if h.score != 0]

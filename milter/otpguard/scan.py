@@ -207,14 +207,20 @@ def write_human(out: TextIO, path: str, decision: Decision | None, error: str | 
         out.writelines(line + "\n" for line in wrap(error or "", width, "    "))
         return
     out.write(f"{level:<11} {decision.score:7.2f}  {printable(path)}\n")
-    indent = " " * (4 + SYMBOL_WIDTH + 1 + 8 + 2)  # under the reason column of the head
+    # Reasons in a column beside the symbols when there is room for one, else under each symbol.
+    column = 4 + SYMBOL_WIDTH + 1 + 8 + 2
+    indent = " " * column if width - column >= 40 else " " * 6
     for h in decision.hits:
         if h.score == 0:
             continue
-        head = f"    {h.symbol:<{SYMBOL_WIDTH}} {h.score:+8.2f}  "
+        head = f"    {h.symbol:<{SYMBOL_WIDTH}} {h.score:+8.2f}"
         lines = wrap(h.reason, width, indent)
-        out.write(head + lines[0][len(indent):] + "\n")
-        out.writelines(line + "\n" for line in lines[1:])
+        if len(indent) == column:
+            out.write(head + "  " + lines[0][column:] + "\n")
+            lines = lines[1:]
+        else:
+            out.write(head + "\n")
+        out.writelines(line + "\n" for line in lines)
 
 
 def summary(counts: Counter[str], symbols: Counter[str], width: int = 100) -> list[str]:
