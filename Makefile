@@ -8,7 +8,7 @@ CONFIG ?= conf/otpguard.toml
 CORPUS ?= ../shared/corpus
 DEB_PACKAGES := postfix libmilter-dev dnsmasq-base redis-server prometheus systemd gcc
 
-.PHONY: run test eval bench fuzz setup sysdeps venv clean
+.PHONY: run test eval bench fuzz setup sysdeps venv clean man dist deb debdeps
 
 setup: sysdeps venv
 
@@ -56,6 +56,11 @@ test: setup
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 eval: setup
+	@[ -f "$(CORPUS)/MANIFEST.tsv" ] || { echo "make eval: no corpus at $(CORPUS) (no MANIFEST.tsv there)." >&2; \
+	  echo "  The development corpus lives in ../shared/corpus beside the checkout; point CORPUS=DIR at a copy:" >&2; \
+	  echo "  make eval CORPUS=~/otpguard-corpus. Your own: a folder of .eml files plus a MANIFEST.tsv with" >&2; \
+	  echo "  the columns file and label (phish, legit, ...), and optionally traffic/<name>/ folders." >&2; \
+	  echo "  To score a mailbox without labels, use: otpguard scan PATH" >&2; exit 2; }
 	$(PY) bench/eval.py --config $(CONFIG) $(CORPUS)
 
 bench: setup
@@ -65,4 +70,27 @@ fuzz: setup
 	$(PY) bench/fuzz.py --cases 100000 $(CORPUS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info milter/*.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info milter/*.egg-info .pytest_cache
+
+# Man pages and shell completions are generated from the argument parser and the shipped config
+# (tools/gen_docs.py) and committed; tests/test_generated_docs.py fails when they are stale.
+man: venv
+	$(PY) tools/gen_docs.py
+
+# The wheel and sdist: the wheel carries conf/ as otpguard/defaults (package data).
+dist: venv
+	rm -rf dist && $(PY) -m build --outdir dist .
+
+# The Debian package, built by dpkg-buildpackage (debhelper, dh-python) in build/deb; the .deb
+# lands in dist/. See debian/README.source for the layout and the lintian notes.
+DEB_BUILD_PACKAGES := dpkg-dev debhelper dh-python python3-all python3-pip lintian fakeroot
+debdeps:
+	@missing=""; for p in $(DEB_BUILD_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "missing Debian packages:$$missing (run 'make debdeps' as root)" >&2; exit 1; fi
+
+deb: debdeps venv
+	bash debian/build-deb.sh $(PY)

@@ -490,10 +490,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="otpguard configuration; default: $OTPGUARD_CONFIG, else "
                              "/etc/otpguard/otpguard.toml, else the packaged default")
     sub = parser.add_subparsers(dest="action", required=True)
-    p = sub.add_parser("list", parents=[common], help="list held messages with verdict and symbols")
+    text = "list held messages with verdict and symbols, oldest first"
+    p = sub.add_parser("list", parents=[common], help=text, description=text)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     add_filter_arguments(p)
-    p = sub.add_parser("show", parents=[common], help="one held message: envelope, reasons, links, body")
+    text = "show held messages: envelope, verdict, reasons, links with registered domain, first body lines"
+    p = sub.add_parser("show", parents=[common], help=text, description=text)
     p.add_argument("queue_ids", nargs="+", metavar="ID")
     p.add_argument("--json", action="store_true", help="one JSON object per message")
     p.add_argument("--lines", type=int, default=20, metavar="N", help="body lines to show (default 20)")
