@@ -79,7 +79,7 @@ man: venv
 
 # The wheel and sdist: the wheel carries conf/ as otpguard/defaults (package data).
 dist: venv
-	rm -rf dist && $(PY) -m build --outdir dist .
+	rm -f dist/*.whl dist/*.tar.gz && $(PY) -m build --outdir dist .
 
 # The Debian package, built by dpkg-buildpackage (debhelper, dh-python) in build/deb; the .deb
 # lands in dist/. See debian/README.source for the layout and the lintian notes.

@@ -15,11 +15,16 @@ WORK=$ROOT/build/deb
 SRC=$WORK/otpguard-$VERSION
 rm -rf "$WORK" && mkdir -p "$SRC" "$ROOT/dist"
 
-# The clean copy: what git knows or would add (symlinks kept: otpguard/defaults -> conf).
-git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
-  [ -e "$f" ] || [ -L "$f" ] || continue
-  mkdir -p "$SRC/$(dirname "$f")" && cp -P "$f" "$SRC/$f"
-done
+# The clean copy: what git knows or would add (symlinks kept: otpguard/defaults -> conf); from
+# an unpacked sdist (no git), everything but build output and the venv.
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
+    [ -e "$f" ] || [ -L "$f" ] || continue
+    mkdir -p "$SRC/$(dirname "$f")" && cp -P "$f" "$SRC/$f"
+  done
+else
+  tar --exclude=./.venv --exclude=./build --exclude=./dist --exclude='*.egg-info' -cf - . | tar -xf - -C "$SRC"
+fi
 
 mkdir -p "$SRC/debian/vendor"
 "$PY" -m pip wheel -q --disable-pip-version-check --no-deps -w "$SRC/debian/vendor" "$ROOT"

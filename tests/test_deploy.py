@@ -373,3 +373,31 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
         # The threshold is on a 0..100 scale: 20 is an exposure of 2.0 ("OK" in systemd's words).
         res = run(analyze, "security", "--offline=yes", "--threshold=20", "--no-pager", str(unit))
         assert res.returncode == 0, res.stdout + res.stderr
+
+
+def _makefile_packages() -> set[str]:
+    """Every Debian package the Makefile can install: its *_PACKAGES lists and the conditional
+    python3-dev/python3-venv of the sysdeps recipe."""
+    text = (ROOT / "Makefile").read_text()
+    found: set[str] = set()
+    for m in re.finditer(r"^[A-Z_]*PACKAGES\s*:=(.*)$", text, re.M):
+        found.update(m.group(1).split())
+    for m in re.finditer(r"echo (python3-dev python3-venv)", text):
+        found.update(m.group(1).split())
+    return found
+
+
+def test_readme_lists_exactly_the_packages_the_makefile_installs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("Debian packages the Makefile installs")
+    paragraph = readme[start:readme.index("\n\n", start)]
+    listed = set(re.findall(r"`([a-z0-9][a-z0-9.+-]+)`", paragraph)) - {"make", "run", "test", "deb"}
+    listed -= {w for w in listed if w.startswith("make ")}
+    assert listed == _makefile_packages()
+
+
+def test_make_eval_without_a_corpus_says_how_to_get_one(tmp_path: Path) -> None:
+    res = subprocess.run(["make", "-s", "eval", f"CORPUS={tmp_path}/none"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode != 0
+    assert "no corpus at" in res.stderr and "CORPUS=" in res.stderr and "Traceback" not in res.stderr + res.stdout
