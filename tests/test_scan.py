@@ -177,3 +177,10 @@ def test_test_token_only_in_the_body_and_exact():
     assert [s["name"] for s in rows["test_token.eml"]["symbols"]] == ["TEST_PHISH"]
     assert rows["test_token_in_subject_only.eml"]["verdict"] == "clean"
     assert all("TEST_PHISH" not in [s["name"] for s in r["symbols"]] for n, r in rows.items() if n != "test_token.eml")
+
+
+def test_one_message_with_a_from_line_keeps_its_plain_path(tmp_path):
+    eml = tmp_path / "saved.eml"
+    eml.write_bytes(b"From alice@example.org Mon Dec  7 09:00:00 2026\n" + TOKEN)
+    (row,) = [json.loads(x) for x in scan("--json", str(eml)).stdout.splitlines()]
+    assert row["path"] == str(eml) and row["verdict"] == "phish"

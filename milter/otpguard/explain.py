@@ -17,14 +17,14 @@ import sys
 from collections import Counter
 from typing import Any, TextIO
 
-from .config import Config, ConfigError
+from .config import Config
 from .core.checks.base import Context
 from .core.linkinfo import LinkInfo, describe_link
 from .core.model import Decision, Envelope, ScoredHit
 from .core.parse import parse_message
 from .core.pipeline import contexts
 from .ops.terminal import columns, printable, shorten, wrap
-from .scan import (EXIT_USAGE, Item, add_engine_arguments, analyse, auth_json, build_engine, envelope_of,
+from .scan import (EXIT_USAGE, Item, add_engine_arguments, analyse, auth_json, engine_or_none, envelope_of,
                    exit_status, iter_messages, level_of)
 
 
@@ -186,10 +186,7 @@ def _stdin_items() -> list[Item]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        engine = build_engine(args)
-    except ConfigError as exc:
-        print(f"otpguard: config error: {exc}", file=sys.stderr)
+    if (engine := engine_or_none(args)) is None:
         return EXIT_USAGE
     envelope = envelope_of(args)
     counts: Counter[str] = Counter()

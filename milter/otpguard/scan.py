@@ -83,8 +83,10 @@ def _file(path: Path) -> Iterator[Item]:
     try:
         if is_mbox(path):
             box = mailbox.mbox(str(path), create=False)
-            for i, key in enumerate(box.iterkeys()):
-                yield Item(path=f"{path}#{i + 1}", raw=box.get_bytes(key))
+            keys = list(box.iterkeys())
+            # One message saved with its "From " line (a .eml from an mbox) keeps its plain path.
+            for i, key in enumerate(keys):
+                yield Item(path=f"{path}#{i + 1}" if len(keys) > 1 else str(path), raw=box.get_bytes(key))
             return
         yield Item(path=str(path), raw=path.read_bytes())
     except (OSError, mailbox.Error) as exc:
@@ -160,6 +162,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="list only messages at this level (phish, suspicious, clean, genuine, error); "
                              "repeat for several; the summary and exit status still count every message")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing; the exit status tells")
+
+
+def engine_or_none(args: argparse.Namespace):
+    """build_engine, or None once the configuration error is printed (the caller exits 2)."""
+    try:
+        return build_engine(args)
+    except ConfigError as exc:
+        print(f"otpguard: config error: {exc}", file=sys.stderr)
+        return None
 
 
 def build_engine(args: argparse.Namespace):
@@ -243,10 +254,7 @@ def exit_status(counts: Counter[str]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        engine = build_engine(args)
-    except ConfigError as exc:
-        print(f"otpguard: config error: {exc}", file=sys.stderr)
+    if (engine := engine_or_none(args)) is None:
         return EXIT_USAGE
     envelope = envelope_of(args)
     counts: Counter[str] = Counter()
