@@ -1,4 +1,4 @@
-"""Build and install tests: the wheel in a fresh venv with no source tree and no /etc, and the
+"""Build and install tests: the wheel by pipx (a fresh venv) with no source tree and no /etc, and the
 .deb with dpkg -i into a throw-away root (an overlay of this machine in a private mount
 namespace, so the host is never changed), each then running `otpguard --version`,
 `check-config`, a scan of the test token and the milter itself."""
@@ -71,13 +71,17 @@ def test_wheel_and_sdist_carry_the_defaults_and_the_spdx_license(dist: Path) -> 
 
 @pytest.fixture(scope="module")
 def installed(dist: Path, tmp_path_factory) -> Path:
-    """A fresh venv with only the wheel (and its dependencies) installed."""
-    venv = tmp_path_factory.mktemp("venv")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    """`pipx install` of the wheel: a fresh venv with only the wheel and its dependencies."""
+    home = tmp_path_factory.mktemp("pipx")
     (wheel,) = dist.glob("otpguard-*.whl")
-    res = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(wheel)],
-                         capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, res.stderr[-3000:]
+    env = {**os.environ, "PIPX_HOME": str(home), "PIPX_BIN_DIR": str(home / "bin"),
+           "PIPX_MAN_DIR": str(home / "man"), "PIPX_DEFAULT_PYTHON": sys.executable}
+    env.pop("VIRTUAL_ENV", None)
+    res = subprocess.run([sys.executable, "-m", "pipx", "install", "--pip-args=--disable-pip-version-check",
+                          str(wheel)], capture_output=True, text=True, timeout=900, env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    venv = home / "venvs" / "otpguard"
+    assert (home / "bin" / "otpguard").resolve() == (venv / "bin" / "otpguard").resolve()
     return venv
 
 
