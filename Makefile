@@ -83,7 +83,7 @@ dist: venv
 
 # The Debian package, built by dpkg-buildpackage (debhelper, dh-python) in build/deb; the .deb
 # lands in dist/. See debian/README.source for the layout and the lintian notes.
-DEB_BUILD_PACKAGES := dpkg-dev debhelper dh-python python3-all python3-pip lintian fakeroot
+DEB_BUILD_PACKAGES := dpkg-dev debhelper dh-python python3-pip lintian
 debdeps:
 	@missing=""; for p in $(DEB_BUILD_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \

@@ -516,7 +516,8 @@ def _filter_of(args: argparse.Namespace) -> Filter:
 def _config(args: argparse.Namespace, required: bool) -> Config | None:
     """The otpguard config: needed to release or delete (audit log); optional to look."""
     try:
-        return load_chosen(getattr(args, "config", None))
+        return load_chosen(getattr(args, "config", None),
+                           lambda text: print(f"otpguard quarantine: {text}", file=sys.stderr))
     except ConfigError as exc:
         if required:
             raise
