@@ -82,7 +82,8 @@ dist: venv
 	rm -f dist/*.whl dist/*.tar.gz && $(PY) -m build --outdir dist .
 
 # The Debian package, built by dpkg-buildpackage (debhelper, dh-python) in build/deb; the .deb
-# lands in dist/. See debian/README.source for the layout and the lintian notes.
+# lands in dist/. debian/build-deb.sh says how; the admin guide (Install) lists what it installs
+# and why the lintian overrides are there.
 DEB_BUILD_PACKAGES := dpkg-dev debhelper dh-python python3-pip lintian
 debdeps:
 	@missing=""; for p in $(DEB_BUILD_PACKAGES); do \
