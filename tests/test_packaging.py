@@ -152,8 +152,10 @@ def deb() -> Path:
     require_root("the Debian package build (make deb installs its build dependencies)")
     res = subprocess.run(["make", "-s", "deb"], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
-    (path,) = (ROOT / "dist").glob("otpguard_*.deb")
-    return path
+    built = [ln.split(" ", 1)[1] for ln in res.stdout.splitlines() if ln.startswith("built dist/")]
+    assert len(built) == 1, res.stdout
+    assert "W: " not in res.stdout and "E: " not in res.stdout  # lintian: explained overrides only
+    return ROOT / built[0]
 
 
 def test_deb_contents(deb: Path) -> None:
