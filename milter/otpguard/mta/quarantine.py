@@ -279,10 +279,12 @@ def held_messages(postfix_config: str | None = None, flt: Filter | None = None,
     return out
 
 
-def find_held(queue_id: str, postfix_config: str | None = None) -> dict[str, Any]:
-    """The hold-queue entry for queue_id; QuarantineError if it is not held."""
+def find_held(queue_id: str, postfix_config: str | None = None,
+              entries: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The hold-queue entry for queue_id (among entries, else the queue now); QuarantineError
+    if it is not held."""
     check_queue_id(queue_id)
-    for e in queue_entries(postfix_config):
+    for e in queue_entries(postfix_config) if entries is None else entries:
         if e.get("queue_id") == queue_id:
             if e.get("queue_name") != "hold":
                 raise QuarantineError(f"{queue_id} is not held (it is in the {e.get('queue_name')} queue)")
@@ -529,14 +531,12 @@ def _selected(args: argparse.Namespace, pf: str | None) -> list[HeldMessage]:
     """The messages a release/delete applies to: the IDs given, else those the filter selects."""
     flt = _filter_of(args)
     if args.queue_ids:
-        for qid in args.queue_ids:
-            check_queue_id(qid)
-        wanted = set(args.queue_ids)
-        held = {m.queue_id: m for m in held_messages(pf)}
-        missing = [q for q in args.queue_ids if q not in held]
-        if missing:
-            find_held(missing[0], pf)  # raises with the reason (not in the queue, or not held)
-        return [m for m in held.values() if m.queue_id in wanted and flt.matches(m, time.time())]
+        # Only the named messages are read (a large quarantine costs one postcat per ID, not all);
+        # a missing or unheld ID raises with the reason before anything is done.
+        queue = queue_entries(pf)
+        entries = [find_held(qid, pf, queue) for qid in dict.fromkeys(args.queue_ids)]
+        now = time.time()
+        return [m for e in entries if (m := describe(e, pf)) is not None and flt.matches(m, now)]
     if flt.empty and not args.all:
         raise QuarantineError(f"{args.action}: give queue IDs, a filter (--verdict, --older-than, --sender, "
                               "--recipient) or --all")
