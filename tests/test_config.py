@@ -205,3 +205,40 @@ def test_check_config_warns_about_inconsistent_budgets(tmp_path):
     # The file loads (exit 0); the warning names both keys, as otpguard doctor does.
     assert proc.returncode == 0
     assert "warning: analysis.time_budget_seconds: 4 s is not above auth.message_budget (5 s)" in proc.stderr
+
+
+def test_config_lookup_order(tmp_path) -> None:
+    """--config, then $OTPGUARD_CONFIG, then /etc/otpguard/otpguard.toml if present, then the
+    packaged default (otpguard/defaults, which is conf/ in a checkout)."""
+    from otpguard.config import locate_config, packaged_config
+
+    system = tmp_path / "etc-otpguard.toml"
+    env = {"OTPGUARD_CONFIG": "/from/env.toml"}
+    assert locate_config("/given.toml", environ=env, system=system).source == "--config"
+    assert locate_config(None, environ=env, system=system).path == Path("/from/env.toml")
+    assert locate_config(None, environ={}, system=system).source == "packaged default"
+    assert locate_config(None, environ={}, system=system).path == packaged_config()
+    system.write_text("")
+    choice = locate_config(None, environ={}, system=system)
+    assert (choice.source, choice.path) == ("system", system)
+    assert choice.describe() == f"{system} (the system configuration)"
+    assert packaged_config().read_bytes() == (Path(__file__).resolve().parents[1] / "conf" / "otpguard.toml").read_bytes()
+
+
+def test_quarantine_section_is_validated(tmp_path) -> None:
+    shipped = Path(__file__).resolve().parents[1] / "conf" / "otpguard.toml"
+    base = shipped.read_text().replace('brands = ["brands/amazon.toml"]',
+                                       f'brands = ["{shipped.parent}/brands/amazon.toml"]')
+    for old, new, key in (('audit_log = "syslog"', 'audit_log = "relative.log"', "quarantine.audit_log"),
+                          ('released_verdict = "released"', 'released_verdict = "Released!"',
+                           "quarantine.released_verdict"),
+                          ('released_verdict = "released"', 'released_verdict = "released"\nextra = 1',
+                           "quarantine.extra")):
+        bad = tmp_path / "c.toml"
+        bad.write_text(base.replace(old, new))
+        with pytest.raises(ConfigError) as err:
+            load_config(bad)
+        assert err.value.key == key
+    good = tmp_path / "g.toml"
+    good.write_text(base.replace('audit_log = "syslog"', f'audit_log = "{tmp_path}/audit.log"'))
+    assert load_config(good).quarantine.audit_log == f"{tmp_path}/audit.log"

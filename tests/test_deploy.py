@@ -472,3 +472,30 @@ def test_make_run_installs_only_what_running_needs(tmp_path: Path) -> None:
     script = (ROOT / "tools" / "sysdeps.sh").read_text()
     # Debian's Prometheus listens on every interface by default: never left like that.
     assert "--web.listen-address=127.0.0.1:9090" in script and "policy-rc.d" in script
+
+
+def _makefile_packages() -> set[str]:
+    """Every Debian package `make` can install: tools/sysdeps.sh's `need` calls (run and test)
+    and the Makefile's *_PACKAGES lists (the .deb build)."""
+    found: set[str] = set()
+    for m in re.finditer(r"^[A-Z_]*PACKAGES\s*:=(.*)$", (ROOT / "Makefile").read_text(), re.M):
+        found.update(m.group(1).split())
+    for m in re.finditer(r"\bneed ([a-z0-9.+ -]+?)(?:;|$)", (ROOT / "tools" / "sysdeps.sh").read_text(), re.M):
+        found.update(m.group(1).split())
+    return found
+
+
+def test_readme_lists_exactly_the_packages_the_makefile_installs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("Debian packages the Makefile installs")
+    paragraph = readme[start:readme.index("\n\n", start)]
+    listed = set(re.findall(r"`([a-z0-9][a-z0-9.+-]+)`", paragraph)) - {"make", "run", "test", "deb"}
+    listed -= {w for w in listed if w.startswith("make ")}
+    assert listed == _makefile_packages()
+
+
+def test_make_eval_without_a_corpus_says_how_to_get_one(tmp_path: Path) -> None:
+    res = subprocess.run(["make", "-s", "eval", f"CORPUS={tmp_path}/none"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode != 0
+    assert "no corpus at" in res.stderr and "CORPUS=" in res.stderr and "Traceback" not in res.stderr + res.stdout

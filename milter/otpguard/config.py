@@ -5,6 +5,7 @@ silently falls back to a default. Errors name the file and the dotted key.
 """
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -121,6 +122,14 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class QuarantineConfig:
+    """`otpguard quarantine`: where release/delete are audited, what a released message says."""
+
+    audit_log: str = "syslog"  # "syslog" (facility mail) or an absolute file path
+    released_verdict: str = "released"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     path: str
     brands: tuple[BrandProfile, ...]
@@ -135,6 +144,7 @@ class Config:
     aliases: AliasConfig
     logging: LoggingConfig
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    quarantine: QuarantineConfig = field(default_factory=QuarantineConfig)
 
     def weight(self, symbol: str) -> float:
         return self.scoring.weights.get(symbol, 0.0)
@@ -407,11 +417,13 @@ def load_config(path: str | Path) -> Config:
     lg.done()
 
     policy = _policy(root.table("policy"), file, actions, scoring)
+    quarantine = _quarantine_section(file, root.table("quarantine"))
 
     root.done()
     return Config(path=str(file), brands=tuple(brands), analysis=analysis, scoring=scoring, auth=auth,
                   actions=actions, milter=milter, metrics=metrics, bursts=bursts, state=state,
-                  aliases=aliases, logging=logging_cfg, policy=policy)
+                  aliases=aliases, logging=logging_cfg, policy=policy,
+                  quarantine=quarantine)
 
 
 def _action_lists(section: _Section, defaults: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
@@ -467,3 +479,63 @@ def _policy(section: _Section, file: Path, actions: ActionsConfig, scoring: Scor
     return PolicyConfig(allow_file=names[ALLOW], deny_file=names[DENY],
                         lists=PolicyLists(allow=lists.get(ALLOW, ()), deny=lists.get(DENY, ())),
                         recipient_domains=overrides)
+
+
+
+def _quarantine_section(file: Path, q: _Section) -> QuarantineConfig:
+    d = QuarantineConfig()
+    out = QuarantineConfig(audit_log=q.string("audit_log", d.audit_log),
+                           released_verdict=q.string("released_verdict", d.released_verdict))
+    if out.audit_log != "syslog" and not Path(out.audit_log).is_absolute():
+        raise ConfigError(file, "quarantine.audit_log", 'must be "syslog" or an absolute file path')
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,19}", out.released_verdict):
+        raise ConfigError(file, "quarantine.released_verdict", "must be a lower-case word (a-z, 0-9, - and _)")
+    q.done()
+    return out
+
+
+# --- which configuration file ------------------------------------------------------------------
+
+ENV_CONFIG = "OTPGUARD_CONFIG"
+SYSTEM_CONFIG = Path("/etc/otpguard/otpguard.toml")
+
+
+def packaged_config() -> Path:
+    """The default configuration shipped inside the package (otpguard/defaults, conf/ in a checkout)."""
+    return Path(__file__).resolve().parent / "defaults" / "otpguard.toml"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigChoice:
+    """The configuration file a command uses, and why that one."""
+
+    path: Path
+    source: str  # "--config" | "$OTPGUARD_CONFIG" | "system" | "packaged default"
+
+    def describe(self) -> str:
+        how = {"--config": "given with --config", "$OTPGUARD_CONFIG": f"from ${ENV_CONFIG}",
+               "system": "the system configuration", "packaged default": "the packaged default"}[self.source]
+        return f"{self.path} ({how})"
+
+
+def locate_config(explicit: str | None, *, environ: dict[str, str] | None = None,
+                  system: Path = SYSTEM_CONFIG) -> ConfigChoice:
+    """--config, else $OTPGUARD_CONFIG, else /etc/otpguard/otpguard.toml if it exists, else the
+    packaged default. An explicit or environment path is used as given even if missing, so the
+    admin gets "cannot read" for the file they named instead of a silent fallback."""
+    env = os.environ if environ is None else environ
+    if explicit:
+        return ConfigChoice(path=Path(explicit), source="--config")
+    if env.get(ENV_CONFIG):
+        return ConfigChoice(path=Path(env[ENV_CONFIG]), source="$OTPGUARD_CONFIG")
+    if system.exists():
+        return ConfigChoice(path=system, source="system")
+    return ConfigChoice(path=packaged_config(), source="packaged default")
+
+
+def load_chosen(explicit: str | None, announce: Callable[[str], None] | None = None) -> Config:
+    """Load the configuration locate_config() picks; announce(text) says which when not --config."""
+    choice = locate_config(explicit)
+    if announce is not None and choice.source != "--config":
+        announce(f"using {choice.describe()}")
+    return load_config(choice.path)

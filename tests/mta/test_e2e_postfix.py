@@ -327,7 +327,8 @@ def test_quarantine_list_and_release(stack: Stack) -> None:
     listing = subprocess.run([OTPGUARD, "quarantine", "list", "--postfix-config", conf],
                              capture_output=True, text=True, timeout=60)
     assert listing.returncode == 0, listing.stderr
-    assert qid in listing.stdout and "phish; score=" in listing.stdout and "Reasons: " in listing.stdout
+    assert qid in listing.stdout and f"  phish {verdicts(stack.a)[qid]['score']:g}" in listing.stdout
+    assert "Symbols: " in listing.stdout
     show = subprocess.run([OTPGUARD, "quarantine", "show", qid, "--postfix-config", conf],
                           capture_output=True, text=True, timeout=60)
     assert show.returncode == 0 and "Reasons:" in show.stdout
@@ -336,7 +337,7 @@ def test_quarantine_list_and_release(stack: Stack) -> None:
     assert rel.returncode == 0, rel.stderr
     pf.wait_for(lambda: qid in delivered_by_queue_id(pf), what=f"release of {qid}")
     got = delivered_by_queue_id(pf)[qid]
-    assert header(got, "X-OTPGuard-Verdict")[0].startswith("phish; score=")
+    assert header(got, "X-OTPGuard-Verdict")[0].startswith("released; was=phish; score=")  # resubmitted
     assert pf.held() == []
 
 

@@ -34,9 +34,15 @@ class Hit:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScoredHit:
+    """A hit with its score: score = weight x strength x factor (rounded), all three kept so
+    `otpguard explain` can show the arithmetic without redoing the scoring."""
+
     symbol: str
     score: float
     reason: str
+    weight: float = 0.0  # [scoring.weights] of the symbol
+    strength: float = 1.0  # how strongly the check says it applies, 0..1
+    factor: float = 1.0  # the pipeline's discount (a claim made only in passing counts less)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,6 +26,7 @@ from .checks.links import LinkCheck
 from .checks.lures import CODE_KINDS, SYMBOL_OF_KIND, LureCheck
 from .checks.obfuscation import ObfuscationCheck
 from .checks.phones import PhoneCheck
+from .checks.test_token import PhishTestTokenCheck
 from .model import AuthSummary, Decision, Envelope, Hit, Level
 from .message import ParsedMessage
 from .policy import SYMBOLS as POLICY_SYMBOLS
@@ -33,6 +34,7 @@ from .settings import CoreSettings
 from .verdict import level_for, score_hits
 
 AUTHENTICATION: Check = AuthenticationCheck()
+TEST_TOKEN: Check = PhishTestTokenCheck()  # runs beside authentication: a test message claims no brand
 SUSPICION: tuple[Check, ...] = (
     BrandClaimCheck(),     # who the sender pretends to be
     DomainTruthCheck(),    # whether a brand From address can be true
@@ -63,7 +65,7 @@ def all_symbols() -> dict[str, str]:
     out = {"NOT_ANALYSED": "the message was not analysed (too large)",
            IMPERSONATION: IMPERSONATION_DESCRIPTION,
            ALIAS_MISMATCH: ALIAS_DESCRIPTION}
-    for check in (AUTHENTICATION, *SUSPICION):
+    for check in (AUTHENTICATION, TEST_TOKEN, *SUSPICION):
         out.update(check.symbols)
     out.update(POLICY_SYMBOLS)  # the allow/deny lists (core/policy.py), applied by the engine
     return out
@@ -143,7 +145,7 @@ def _run(check: Check, ctx: Context, errors: list[str]) -> list[Hit]:
 
 def _decide_one(ctx: Context, config: CoreSettings) -> Decision:
     errors: list[str] = []
-    hits = _run(AUTHENTICATION, ctx, errors)
+    hits = _run(AUTHENTICATION, ctx, errors) + _run(TEST_TOKEN, ctx, errors)
     claim = ctx.claim
     if not claim.any and not hits:
         return Decision(level=Level.CLEAN, score=0.0, auth=ctx.auth)

@@ -12,7 +12,8 @@ def score_hits(hits: Iterable[Hit], scoring: ScoringConfig, factor: float = 1.0)
     scored = []
     for hit in hits:
         weight = scoring.weights.get(hit.symbol, 0.0)
-        scored.append(ScoredHit(symbol=hit.symbol, score=round(weight * hit.strength * factor, 2), reason=hit.reason))
+        scored.append(ScoredHit(symbol=hit.symbol, score=round(weight * hit.strength * factor, 2), reason=hit.reason,
+                                weight=weight, strength=hit.strength, factor=factor))
     scored.sort(key=lambda h: (-h.score, h.symbol))
     return round(sum(h.score for h in scored), 2), tuple(scored)
 

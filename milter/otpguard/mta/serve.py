@@ -25,7 +25,7 @@ from typing import Any
 
 from ..ops import logs
 from . import runtime, sockets
-from ..config import POSTFIX_QUEUE_DIRECTORY, Config, ConfigError, cpu_list, load_config
+from ..config import POSTFIX_QUEUE_DIRECTORY, Config, ConfigError, cpu_list, load_config, locate_config
 
 DRAIN_SECONDS = 30.0  # longest wait for messages in flight after SIGTERM
 POSTFIX_HINT = """otpguard is listening on {socket}. To filter mail with it, add to Postfix's main.cf
@@ -45,7 +45,9 @@ OUTSIDE_NOTE = """(outside Postfix's queue directory: invisible to a chrooted sm
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `otpguard serve`."""
-    parser.add_argument("--config", required=True, metavar="FILE", help="configuration file (TOML)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="configuration file (TOML); default: $OTPGUARD_CONFIG, else "
+                             "/etc/otpguard/otpguard.toml, else the packaged default")
     parser.add_argument("--socket", metavar="SPEC",
                         help="milter socket in Postfix spelling, unix:/path or inet:HOST:PORT "
                              "(overrides milter.socket)")
@@ -371,8 +373,10 @@ def pin_cpus(spec: str) -> tuple[int, ...] | None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `otpguard serve`."""
+    choice = locate_config(args.config)
+    args.config = str(choice.path)
     try:
-        config = load_config(args.config)
+        config = load_config(choice.path)
     except ConfigError as exc:
         return _fail_config(exc)
     socket_spec = args.socket or config.milter.socket
@@ -384,6 +388,7 @@ def run(args: argparse.Namespace) -> int:
               f"{key}: {exc}", file=sys.stderr)
         return 2
     logs.setup(config.logging.level, config.logging.format, priority_prefix=config.logging.priority_prefix)
+    logs.event("config", path=str(choice.path), source=choice.source)
     if (cpus := pin_cpus(config.milter.cpu_affinity)) is not None:
         logs.event("cpu_affinity", cpus=list(cpus), setting=config.milter.cpu_affinity)
     metrics = None
