@@ -38,6 +38,9 @@ def dns_server(dnsmasq_module_factory, dkim_keyring: KeyRing):
         "amaz0n-verify.test": {"TXT": ["v=spf1 ip4:198.51.100.0/24 -all"]},
         "k1._domainkey.amaz0n-verify.test": {"TXT": [dkim_keyring.key("lookalike").txt()]},
         "_dmarc.amaz0n-verify.test": {"TXT": ["v=DMARC1; p=reject"]},
+        # The brand's sending domain (Amazon SNS notices), signed by its own key.
+        "sns.amazonaws.com": {"TXT": ["v=spf1 ip4:192.0.2.0/24 -all"]},
+        "sns1._domainkey.sns.amazonaws.com": {"TXT": [dkim_keyring.key("sns").txt()]},
     })
 
 
@@ -156,3 +159,16 @@ def test_permerror_is_not_counted_as_a_failed_signature(config, dkim_keyring, dn
     assert "DKIM_PERMERROR_BRAND_DOMAIN" in d.symbols and "DKIM_FAIL_BRAND_DOMAIN" not in d.symbols
     assert "FROM_BRAND_UNSIGNED" not in d.symbols
     assert d.level is Level.CLEAN
+
+
+def test_an_authenticated_aws_notice_from_the_brand_sending_domain_is_clean(config, dns_server, dkim_keyring):
+    """no-reply@sns.amazonaws.com, signed by sns.amazonaws.com: the brand's own service mail.
+    amazonaws.com contains "amazon" and is Amazon's: never a lookalike."""
+    engine, _ = make_engine(config, dns_server)
+    raw = dkim_sign((FIXTURES / "genuine" / "aws_sns_cloudwatch_alarm.eml").read_bytes(),
+                    domain="sns.amazonaws.com", selector="sns1", key=dkim_keyring.key("sns"))
+    d = engine.analyse(raw, Envelope(client_ip=AMAZON_IP, helo="a8-30.smtp-out.amazonses.com",
+                                     mail_from="bounce@sns.amazonaws.com"))
+    assert [r.result for r in d.auth.dkim] == ["pass"] and d.auth.spf == "pass"
+    assert d.level is Level.CLEAN and d.score == 0, [(h.symbol, h.reason) for h in d.hits]
+    assert not {"LOOKALIKE_FROM_DOMAIN", "LINK_LOOKALIKE_DOMAIN", "IMPERSONATION"} & set(d.symbols)

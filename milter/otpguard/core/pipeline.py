@@ -169,6 +169,11 @@ def _decide_one(ctx: Context, config: CoreSettings) -> Decision:
         # What the brand itself says ("your verification code is ...") proves nothing against a
         # brand sender that nothing contradicts.
         suspicion = [h for h in suspicion if h.symbol not in LURE_SYMBOLS]
+    elif not claim.speaks_as_brand and ctx.warns_about_fraud:
+        # A text about phishing that quotes a lure (an awareness newsletter, a bank's warning)
+        # does not speak as the brand: the lure words it quotes are not its own.
+        suspicion = [h for h in suspicion if h.symbol not in LURE_SYMBOLS]
+        composites = _run_composites(ctx, sender, errors)
     else:
         composites = _run_composites(ctx, sender, errors)
     if claim.strong and (reason := alias_mismatch_for(brand=ctx.brand.id, genuine=False,

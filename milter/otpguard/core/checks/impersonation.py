@@ -8,8 +8,8 @@ of them is the gate.
 
 When the brand is only the topic (the subject, "your Amazon account") and the sender does
 not present itself as the brand, a shop or a newsletter may be talking about Amazon: then the
-call to action must itself be suspect (a lookalike, an IP address, a disguised link...) and
-the text must ask for credentials, codes or payment.
+call to action must itself be suspect (a lookalike, an IP address, a disguised link, a
+callback number in a refund scam...) and the text must ask for credentials, codes or payment.
 """
 from __future__ import annotations
 
@@ -42,11 +42,9 @@ def impersonation(ctx: Context, sender: str) -> Hit | None:
         wants.append("prize")  # the gift-card scam: a foreign sender giving away the brand's vouchers
     if not (claim.medium and wants):
         return None
-    # A shop or a newsletter may write about Amazon and ask for its own things: the brand as a
-    # topic needs a suspect destination, or a direct request (a button, form, QR code or file)
-    # in a text that is not itself about phishing.
-    pressing = [a for a in actions if a.risky] or \
-        ([a for a in actions if a.kind in ("button", "form", "qr", "attachment")] if not ctx.warns_about_fraud else [])
+    # A shop or a newsletter may write about Amazon and ask for its own things (sign in to the
+    # shop, read the guide): the brand as a topic needs a destination that is suspect in itself.
+    pressing = [a for a in actions if a.risky]
     if not pressing:
         return None
     where = ", ".join(claim.medium[:2])
