@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from .core import pipeline
 from .config import Config
-from .core.model import AuthSummary, Decision, Envelope, Hit, Level
+from .core.model import INTERNAL_PREFIX, AuthSummary, Decision, Envelope, Hit, Level
 from .core.parse import parse_message
 from .core.verdict import level_for, score_hits
 
@@ -46,6 +46,11 @@ class Engine:
         # DKIM body hashes cannot verify on a prefix: authenticate whole messages only.
         auth = self._authenticate(raw, msg, envelope, ctxs, upstream) if not truncated else None
         decision = pipeline.decide(ctxs, self.config, auth)
+        # Failures the parser caught and went on from: the verdict stands without that part.
+        failed = tuple(d if d.startswith(INTERNAL_PREFIX) else INTERNAL_PREFIX + d
+                       for d in msg.defects if d.startswith((INTERNAL_PREFIX, "walk: ", "part: ")))
+        if failed:
+            decision = replace(decision, notes=decision.notes + failed)
         decision = self._apply_policy(decision, msg, envelope)
         if truncated:
             decision = replace(decision, notes=decision.notes + (f"analysed the first {len(raw)} bytes",))

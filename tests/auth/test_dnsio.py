@@ -265,7 +265,8 @@ def test_spent_budget_fails_fast_without_sending(black_hole: BlackHoleServer, al
                 client.txt(name)
         assert black_hole.received == sent
     assert rec.outcomes == ["timeout"]
-    assert rec.calls[0][0] < 10.0  # the one query was cut to the budget, not the timeout
+    # The one query was cut to the 0.5 s budget, not the 10 s timeout (tolerance: scheduling).
+    assert rec.calls[0][0] < 0.5 + 0.4, rec.calls
 
 
 @pytest.mark.integration

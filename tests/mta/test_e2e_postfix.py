@@ -211,19 +211,32 @@ def test_unix_socket_is_connectable_by_postfix_only(stack: Stack) -> None:
     assert grp.getgrgid(st.st_gid).gr_name == "postfix"
 
 
+def expected_levels(engine, files: list[Path]) -> dict[Path, str]:
+    """The level the engine gives each file with the envelope these tests send it with."""
+    from otpguard.core.model import Envelope
+
+    return {p: engine.analyse(p.read_bytes(), Envelope(mail_from=recorded_sender(p.read_bytes()) or None,
+                                                      client_ip="127.0.0.1", helo="client.sender.example",
+                                                      rcpt_to=("user@test.example",))).level.value
+            for p in files}
+
+
 @pytest.mark.integration
-def test_phish_corpus_is_held_with_our_headers(stack: Stack) -> None:
-    """Every phish sample ends where its verdict says: phish held (tagged), the rest tagged."""
+def test_phish_corpus_is_held_with_our_headers(stack: Stack, engine) -> None:
+    """Every phish sample ends where its verdict says, per message: the verdict Postfix's milter
+    logs is the one the engine gives it, at least suspicious; phish held with our headers, a
+    suspicious one delivered with them."""
     pf = stack.pf
-    sent = send_many(pf, PHISH, "unix")
+    sent = send_many(pf, PHISH, "unix", realistic=True)
     delivered, held = wait_settled(pf, set(sent))
     logged = verdicts(stack.a)
-    levels = {}
+    expected = expected_levels(engine, PHISH)
     for qid, path in sent.items():
         line = logged.get(qid)
         assert line is not None, f"{path.name}: no log line for {qid}"
         level = line["verdict"]
-        levels[path.name] = level
+        assert level == expected[path], (path.name, level, expected[path], line.get("symbols"))
+        assert level in ("suspicious", "phish"), (path.name, line)
         if level == "phish":
             assert qid in held, f"{path.name}: verdict phish but not held"
             hdrs = pf.postcat(qid)
@@ -233,11 +246,8 @@ def test_phish_corpus_is_held_with_our_headers(stack: Stack) -> None:
         else:
             assert qid in delivered, f"{path.name}: verdict {level} but not delivered"
             v = header(delivered[qid], "X-OTPGuard-Verdict")
-            assert len(v) == 1 and v[0].startswith(level.replace("genuine", "clean") + "; score="), path.name
-    n_phish = sum(1 for lv in levels.values() if lv == "phish")
-    print(f"\nphish corpus: {n_phish}/{len(levels)} held as phish, "
-          f"{sum(1 for lv in levels.values() if lv == 'suspicious')} suspicious")
-    assert n_phish >= len(PHISH) // 2, levels
+            assert len(v) == 1 and v[0].startswith(level + "; score="), path.name
+            assert displayed_subject(delivered[qid]).startswith(PREFIX[level]), path.name
 
 
 @pytest.mark.integration
@@ -268,7 +278,8 @@ def test_legit_mail_is_delivered_unchanged_but_for_the_verdict(stack: Stack) -> 
         mine, rest = ours(comparable(filtered, original))
         assert rest == comparable(baseline, original), path.name
         assert [n for n, _ in mine] == ["X-OTPGuard-Verdict", "X-OTPGuard-Symbols"], path.name
-        assert mine[0][1].startswith(logged[qid]["verdict"].replace("genuine", "clean") + "; score=")
+        assert logged[qid]["verdict"] == "clean", (path.name, logged[qid])  # verify is off: clean, not genuine
+        assert mine[0][1].startswith("clean; score="), path.name
 
 
 @pytest.mark.integration

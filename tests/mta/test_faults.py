@@ -411,8 +411,8 @@ def test_dns_black_hole_mail_flows_within_budget(rig: Rig) -> None:
         assert code == 250, (mid, code, reply)
         # Answered long before Postfix's milter timeouts or the 10 s analysis budget (the tight
         # bound is on the milter's own time below).
-        assert seconds < HOLE_BUDGET + 5.0, (mid, seconds)
-    assert plain_seconds < HOLE_BUDGET + 3.0, plain_seconds
+        assert seconds < HOLE_BUDGET + 3.0, (mid, seconds)
+    assert plain_seconds < 2.0, plain_seconds  # no DNS work at all for mail that claims no brand
     assert rig.black_hole.received > asked_before, "the milter never asked the black hole"
     wanted = {mid for mid, _ in brand} | {"<hole-plain@example.co.jp>"}
     wait_until(lambda: wanted <= set(maildir_message_ids(pf)), 30, "delivery", pf)
@@ -435,7 +435,7 @@ def test_dns_black_hole_mail_flows_within_budget(rig: Rig) -> None:
     assert len(brand_ms) == len(brand)
     # The milter's own time per message: the 1 s DNS budget and a little. Without the budget,
     # SPF and DMARC alone would wait 2 s each (query_timeout).
-    assert all(ms < (HOLE_BUDGET + 1.5) * 1000 for ms in brand_ms), brand_ms
+    assert all(ms < (HOLE_BUDGET + 1.0) * 1000 for ms in brand_ms), brand_ms
 
 
 # --- d. config reloads under load ------------------------------------------------------------

@@ -1,8 +1,13 @@
 """Data that crosses a seam: envelope in, evidence and decision out. All frozen."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+# How the core names a failure it caught (Decision.internal_failures).
+INTERNAL_PREFIX = "internal: "
+_CHECK_FAILED = re.compile(r"check \S+ failed: ")
 
 
 class Level(StrEnum):
@@ -91,3 +96,10 @@ class Decision:
     @property
     def symbols(self) -> tuple[str, ...]:
         return tuple(h.symbol for h in self.hits)
+
+    @property
+    def internal_failures(self) -> tuple[str, ...]:
+        """Notes of failures the core caught and went on from (a check that raised, a part the
+        parser gave up on): the verdict stands, but it was reached without that evidence. The
+        log line and the error metric say so; a swallowed failure is never a silent clean."""
+        return tuple(n for n in self.notes if n.startswith(INTERNAL_PREFIX) or _CHECK_FAILED.match(n))

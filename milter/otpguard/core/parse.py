@@ -48,7 +48,7 @@ def parse_message(raw: bytes, limits: AnalysisConfig) -> ParsedMessage:
     except Exception as exc:  # noqa: BLE001 - the last net: facts unknown, but no exception
         return ParsedMessage(raw_headers=(), from_=(), reply_to=(), sender=None, return_path=None, subject="", text="",
                              attachment_text="", links=(), forms=(), attachments=(), dkim_domains=(),
-                             defects=(f"unparsable: {type(exc).__name__}",), size=len(raw))
+                             defects=(f"internal: parse failed: {type(exc).__name__}: {exc}"[:200],), size=len(raw))
 
 
 def _parse_message(raw: bytes, limits: AnalysisConfig) -> ParsedMessage:

@@ -111,6 +111,8 @@ def record(rt: Runtime, planned: Planned, *, queue_id: str | None, client_ip: st
                                   applied=applied(planned.actions))
         if planned.burst is not None:
             rt.metrics.burst_detected(new=planned.burst.new_burst)  # type: ignore[attr-defined]
+        if planned.decision.internal_failures:
+            rt.metrics.record_error("analysis")  # caught inside the core: counted, never silent
 
 
 def error_outcome(rt: Runtime, progress: Progress, exc: Exception, *, have_message: bool,

@@ -208,8 +208,11 @@ def message_fields(*, queue_id: str | None, decision: Decision | None, action: s
         fields["client"] = client_ip
     if facts:
         fields.update(facts)  # sender_domain, rcpts, message_id, size (mta/handler.message_facts)
+    kept = list(decision.notes) if decision is not None else []
     if notes:
-        fields["notes"] = list(notes)
+        kept += notes
+    if kept:
+        fields["notes"] = kept
     if error:
         fields["error"] = error
     return fields
@@ -221,7 +224,8 @@ def message(*, queue_id: str | None, decision: Decision | None, action: str, ms:
     """Log THE line for one message (warning level when it is an error line)."""
     fields = message_fields(queue_id=queue_id, decision=decision, action=action, ms=ms, error=error,
                             client_ip=client_ip, notes=notes, facts=facts)
-    level = logging.WARNING if error else logging.INFO
+    # A failure the core caught and went on from is worth a warning too (Decision.internal_failures).
+    level = logging.WARNING if error or (decision is not None and decision.internal_failures) else logging.INFO
     log = logging.getLogger(LOGGER_NAME)
     root, handler = logging.root, _handler
     # One snapshot of the list: a reload (SIGHUP) may swap handlers while other threads log.
