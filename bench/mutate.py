@@ -201,6 +201,12 @@ def main() -> int:
     tree = args.tree.resolve()
     todo = mutants(tree / "milter" / "otpguard", phrases=args.phrases, asts=args.ast, seed=args.seed)
     tests = args.tests.split()
+    # The tests must pass on the tree as it is, or every mutant would look killed.
+    baseline = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header",
+                               *tests], cwd=tree, env=dict(os.environ, CI=""), capture_output=True, text=True)
+    if baseline.returncode != 0:
+        print("the selected tests fail without any mutant: fix or deselect them first\n" + baseline.stdout[-2000:])
+        return 2
     print(f"{len(todo)} mutants of {tree}, tests: {' '.join(tests)}", flush=True)
     deadline = time.monotonic() + args.budget
     results: list[tuple[Mutant, str, float]] = []
