@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .vocabulary import CODE_TOKEN, Phrases
+from .vocabulary import CODE_TOKEN
 
 # Latin-script stems (matched at a word start) and CJK stems (matched anywhere), per concept.
 CONCEPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -33,16 +33,15 @@ CONCEPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         "帐号", "會員", "会员",
     )),
     "code": ((
-        # "code" but not a promotion's, a post code, a QR or source code
-        r"re:(?<!promo )(?<!promotional )(?<!discount )(?<!coupon )(?<!voucher )(?<!gift )(?<!zip )(?<!postal )"
-        r"(?<!post )(?<!source )(?<!qr )(?<!bar )\bcodes?\b",
+        "code=",  # not after the words in NOT_AFTER: a promotion's code, a post code, a QR or source code
+        "access number", "security number", "verification number", "one-time number", "pin number",
         "pin=", "pins=", "otp=", "passcode", "pass code", "one-time", "one time", "onetime", "2fa=", "mfa=",
         "tan=", "mtan=", "einmalcode", "einmalpasswort", "sicherheitscode", "bestätigungscode", "prüfcode",
         "kennzahl", "código", "clave=", "codice", "kod=", "token=",
     ), (
         # "番号" only as a code (確認番号, 認証番号...), not an order or phone number; "コード" not a coupon's
-        r"re:(?:確認|認証|承認|暗証|照合|セキュリティ|ワンタイム|本人確認用)番号",
-        r"re:(?<!クーポン)(?<!プロモーション)(?<!割引)(?<!QR)(?<!qr)(?<!バー)(?<!郵便)コード",
+        "確認番号", "認証番号", "承認番号", "暗証番号", "照合番号", "セキュリティ番号", "ワンタイム番号", "本人確認用番号",
+        "コード",
         "ワンタイム", "パスコード", "暗証", "验证码", "驗證碼", "校验码", "动态码", "动态密码", "安全码",
         "安全碼", "确认码", "確認碼", "口令",
     )),
@@ -107,7 +106,7 @@ CONCEPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     )),
     "restrict": ((
         "suspend", "lock", "restrict", "limit", "disable", "deactivat", "on hold", "hold on", "closed", "closure",
-        "terminat", "block", "freez", "frozen", "cancel", "interrupt", "suspendu", "suspension", "bloqu",
+        "terminat", "block", "freez", "frozen", "interrupt", "suspendu", "suspension", "bloqu",
         "verrouill", "restreint", "limité", "désactiv", "fermé", "fermeture", "résili", "gesperrt", "sperrung",
         "eingeschränkt", "deaktiv", "gekündigt", "blockiert", "ausgesetzt", "eingefroren", "suspendid",
         "restringid", "limitad", "desactivad", "cerrad", "sospes", "bloccat", "limitat", "disattivat", "chius",
@@ -121,7 +120,7 @@ CONCEPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         "problem", "issue=", "échou", "échec", "refusé", "impossible", "expiré", "invalide", "problème",
         "fehlgeschlagen", "abgelehnt", "nicht möglich", "nicht durchgeführt", "ungültig", "abgelaufen",
         "fallid", "rechazad", "no se pudo", "no ha sido posible", "caducad", "inválid", "problema",
-        "non riuscit", "rifiutat", "non è stato possibile", "scadut", "non valid", "falhou", "recusad",
+        "non riuscit", "non è riuscit", "buon fine", "rifiutat", "non è stato possibile", "scadut", "non valid", "falhou", "recusad",
         "não foi possível", "expirad", "mislukt", "nieudan",
     ), (
         "できません", "できませんでした", "失敗", "承認されませんでした", "期限切れ", "有効期限", "不備", "失败", "失敗",
@@ -135,8 +134,7 @@ CONCEPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         "desbloque", "conferm", "convalid", "aggiorn", "riattiv", "ripristin", "sblocc", "atualiz", "reativ",
         "restabelec", "bevestig", "controleer", "weryfik", "potwierd",
     ), (
-        "確認", "認証", "更新", "再設定", "再登録", "入力", "解除", "復旧", "証明", "验证", "驗證", "确认", "核实", "核實",
-        "更新",
+        "確認", "認証", "更新", "再登録", "解除", "復旧", "証明", "验证", "驗證", "确认", "核实", "核實",
     )),
     "change": ((
         "reset", "change", "changed", "recover", "réinitialis", "modifi", "changer", "zurücksetz", "geändert",
@@ -180,13 +178,21 @@ CONCEPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     )),
 }
 
+CONCEPTS = {"code": CONCEPTS["code"], **{k: v for k, v in CONCEPTS.items() if k != "code"}}
+# Words a stem must not follow to count: "promo code" and "QRコード" are not security codes.
+NOT_AFTER: dict[str, tuple[str, ...]] = {
+    "code": ("promo ", "promotional ", "discount ", "coupon ", "voucher ", "gift ", "zip ", "postal ", "post ",
+             "source ", "qr ", "bar ", "country ", "area "),
+    "コード": ("クーポン", "プロモーション", "割引", "qr", "バー", "郵便", "ソース"),
+}
+
 # An intent is two concepts within WINDOW characters of each other (either order), or one of
 # several pairs. Kinds keep the names of the phrase vocabulary (vocabulary.LURES).
 PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
     "otp": (("code", "enter"), ("code", "access"), ("code", "secret"), ("code", "anomaly")),
     "signin": (("access", "anomaly"), ("account", "anomaly")),
     "reset": (("secret", "change"), ("secret", "verify")),
-    "locked": (("account", "restrict"), ("access", "restrict")),
+    "locked": (("account", "restrict"), ("access", "restrict"), ("account", "cancel")),
     "payment": (("payment", "failure"), ("payment", "verify"), ("payment", "restrict")),
     "verify": (("verify", "account"), ("verify", "identity")),
     "dispute": (("order", "repudiate"), ("order", "anomaly"), ("payment", "repudiate")),
@@ -204,44 +210,96 @@ class Intent:
     evidence: str  # the two concept words found, e.g. "'承認コード' ~ '入力'"
 
 
-def _alternative(stem: str, latin: bool) -> str:
-    """One stem as a regex: "re:..." is a regex as written; a Latin stem ending in "=" is a whole
-    word (plural s allowed); other Latin stems start a word and may go on (inflections); spaces
-    inside a Latin stem match one space or none; CJK stems match anywhere."""
-    if stem.startswith("re:"):
-        return stem[3:]
-    if not latin:
-        return re.escape(stem)
-    whole = stem.endswith("=")
-    body = re.escape(stem.rstrip("=")).replace(r"\ ", " ?")
-    return rf"\b{body}" + (r"s?\b" if whole else "")
+@dataclass(frozen=True, slots=True)
+class _Stem:
+    text: str
+    concept: str
+    whole: bool  # a whole word (a plural s allowed), not the start of one
 
 
-def _alternation(stems: tuple[str, ...], latin: bool) -> str:
-    return "|".join(f"(?:{_alternative(s, latin)})" for s in sorted(stems, key=len, reverse=True))
+@dataclass(frozen=True, slots=True)
+class _Index:
+    """The stems by their first characters."""
+
+    latin: dict[str, tuple[_Stem, ...]]  # first three characters -> stems, longest first
+    cjk: dict[str, tuple[_Stem, ...]]  # first character -> stems, longest first
+    cjk_starts: re.Pattern[str]  # any character a CJK stem starts with
 
 
 @lru_cache(maxsize=1)
-def _patterns() -> dict[str, Phrases]:
-    out = {}
-    for concept, (latin, cjk) in CONCEPTS.items():
-        parts = [_alternation(latin, True)] if latin else []
-        if cjk:
-            parts.append(_alternation(cjk, False))
-        out[concept] = Phrases(re.compile("|".join(parts)))
-    return out
+def _index() -> _Index:
+    """Index the stems of CONCEPTS. A regex alternation of some 600 stems tries them one by one at
+    every word; a dictionary keyed by a word's first characters tries the few that can match."""
+    latin: dict[str, list[_Stem]] = {}
+    cjk: dict[str, list[_Stem]] = {}
+    for concept, (latin_stems, cjk_stems) in CONCEPTS.items():
+        for stem in latin_stems + cjk_stems:
+            whole = stem.endswith("=")
+            body = stem.rstrip("=")
+            if stem in cjk_stems:
+                cjk.setdefault(body[0], []).append(_Stem(body, concept, False))
+                continue
+            # Spaces inside a Latin stem match one space or none ("sign in", "signin").
+            for form in {body, body.replace(" ", "")}:
+                latin.setdefault(form[:KEY], []).append(_Stem(form, concept, whole))
+    by_length = lambda stems: tuple(sorted(stems, key=lambda x: -len(x.text)))  # noqa: E731
+    starts = "".join(sorted(cjk))
+    return _Index(latin={k: by_length(v) for k, v in latin.items()},
+                  cjk={k: by_length(v) for k, v in cjk.items()},
+                  cjk_starts=re.compile("[" + re.escape(starts) + "]"))
+
+
+KEY = 3  # every Latin stem has at least three characters (checked by tests/core/test_intent.py)
+_WORD = re.compile(r"\b[^\W_]")  # where a word starts (a letter or a digit after a non-word character)
+
+
+def _excluded(text: str, pos: int, stem: str) -> bool:
+    before = NOT_AFTER.get(stem)
+    return before is not None and text[max(0, pos - 16):pos].endswith(before)
+
+
+def _whole_end(text: str, end: int) -> bool:
+    if end < len(text) and text[end] == "s":
+        end += 1
+    return end >= len(text) or not text[end].isalnum()
 
 
 def concepts(text: str) -> dict[str, list[tuple[int, str]]]:
-    """Every concept found in text: concept -> [(position, matched words)], in order."""
+    """Every concept found in text: concept -> [(position, matched words)], in order of position.
+
+    At each position the longest stem wins (one word, one concept; "code" stems come first among
+    equals, so 確認番号 is a code rather than 確認 a verification)."""
     text = text[:SCAN_CHARS]
+    idx = _index()
+    best: dict[int, tuple[str, str]] = {}  # position -> (concept, words)
+
+    def offer(pos: int, concept: str, words: str) -> None:
+        held = best.get(pos)
+        if held is None or len(words) > len(held[1]):
+            best[pos] = (concept, words)
+
+    latin, cjk = idx.latin, idx.cjk
+    for m in _WORD.finditer(text):
+        pos = m.start()
+        for stem in latin.get(text[pos:pos + KEY], ()):
+            if text.startswith(stem.text, pos) and (not stem.whole or _whole_end(text, pos + len(stem.text))) \
+                    and not _excluded(text, pos, stem.text):
+                offer(pos, stem.concept, stem.text)
+                break
+    for m in idx.cjk_starts.finditer(text):
+        pos = m.start()
+        for stem in cjk[text[pos]]:
+            if text.startswith(stem.text, pos) and not _excluded(text, pos, stem.text):
+                offer(pos, stem.concept, stem.text)
+                break
     found: dict[str, list[tuple[int, str]]] = {}
-    if not text:
-        return found
-    for concept, pattern in _patterns().items():
-        hits = [(m.start(), m.group(0)) for m in pattern.finditer(text)]
-        if hits:
-            found[concept] = hits
+    covered = -1
+    for pos in sorted(best):
+        if pos < covered:
+            continue  # inside a longer match ("認" of 確認番号)
+        concept, words = best[pos]
+        found.setdefault(concept, []).append((pos, words))
+        covered = pos + len(words)
     return found
 
 
