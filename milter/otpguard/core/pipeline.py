@@ -13,6 +13,7 @@ from .checks.brand_claim import BrandClaimCheck
 from .checks.domain_truth import DomainTruthCheck
 from .checks.links import LinkCheck
 from .checks.lures import CODE_KINDS, SYMBOL_OF_KIND, LureCheck
+from .checks.limits import LimitsCheck
 from .checks.obfuscation import ObfuscationCheck
 from .checks.phones import PhoneCheck
 from .model import AuthSummary, Decision, Envelope, Hit, Level
@@ -28,6 +29,7 @@ SUSPICION: tuple[Check, ...] = (
     LinkCheck(),           # where the links really go
     PhoneCheck(),          # whom the reader is asked to call
     ObfuscationCheck(),    # words hidden from filters
+    LimitsCheck(),         # what the analysis limits left unread
 )
 # A claim made only in the body ("as seen on Amazon") is weaker evidence than a sender that
 # names the brand: its suspicion scores count at this factor.
