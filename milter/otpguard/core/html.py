@@ -35,7 +35,6 @@ HIDDEN_MARK, RUBY_MARK, GENERATED_MARK = "\ufdd0", "\ufdd1", "\ufdd2"
 _MARKS_RE = re.compile("[\ufdd0-\ufdd2]")
 _NO_MARKS = str.maketrans("", "", "\ufdd0\ufdd1\ufdd2")
 _WHITE = (255.0, 255.0, 255.0, 1.0)
-_BLACK = (0.0, 0.0, 0.0, 1.0)
 MAX_IMAGES = 200
 MAX_DATA_PICTURES = 8
 MAX_DATA_URI_CHARS = 3_000_000
@@ -310,7 +309,9 @@ def _same_colour(node, computed: dict[str, str], styles: _Styles) -> tuple[str, 
     own_bg = computed.get("background-color") or computed.get("background")
     if own_fg is None and own_bg is None:
         return None
-    fg = css.colour(own_fg) if own_fg is not None else _inherited(node.parent, styles, ("color",), _BLACK)
+    # A background under the default text colour is not judged: the default (black) is the
+    # least sure guess (a client's dark mode, a colour set where we do not look).
+    fg = css.colour(own_fg) if own_fg is not None else _inherited(node.parent, styles, ("color",), None)
     if fg is None:
         return None
     if fg[3] <= css.FAINT_OPACITY:

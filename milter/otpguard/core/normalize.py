@@ -67,7 +67,7 @@ _MARK_RE = re.compile(_MARKS)  # starts with its character set: the engine skips
 # A mark written apart after an ASCII letter (before NFKC composes it): the reader sees the
 # letter with an accent; "pa\u0301ssword" is still "password" to the reader.
 _LOOSE_MARK_RE = re.compile(r"(?<=[A-Za-z])[\u0300-\u036f]+")
-# Letter spacing: four or more single letters or digits, each followed by one space (or
+# Letter spacing: four or more single letters (digits are numbers, "1 2 3 4"), each followed by one space (or
 # the blank that replaced one), "A m a z o n" or "s e c u r i t y"; words are then told apart
 # by wider gaps, which stay.
 _SPACED_RE = re.compile(r"(?<![^\W_])(?:[^\W_] ){3,}[^\W_](?![^\W_])")
@@ -85,8 +85,8 @@ _KANA_LOOKALIKE_RE = re.compile(
     rf"[口力工二夕八卜](?=[{_KATAKANA}])|(?<=[{_KATAKANA}])[口力工二夕八卜一]")
 _KANA_TABLE = str.maketrans(_KANA_LOOKALIKES)
 
-_SPACED_GATE = re.compile(r" [^\W_] [^\W_] ")  # a literal first: the engine skips ahead in C
-_SPACED_RE = re.compile(r"(?<![^\W_])(?:[^\W_] ){3,}[^\W_](?![^\W_])")
+_SPACED_GATE = re.compile(r" [^\W\d_] [^\W\d_] ")  # a literal first: the engine skips ahead in C
+_SPACED_RE = re.compile(r"(?<![^\W_])(?:[^\W\d_] ){3,}[^\W\d_](?![^\W_])")
 
 
 @lru_cache(maxsize=1)
@@ -253,7 +253,10 @@ def fold_lookalike(skel: str) -> str:
 
 # --- evidence: what was hidden from a filter but not from the reader -------------------------
 
-_INSIDE_WORD_INVISIBLE = re.compile(rf"(?<=[^\W\d_])[{_INVISIBLE}]+(?=[^\W\d_])")
+# Letters of scripts that never need a joiner inside a word (Latin, kana, CJK): zero-width
+# joiners are ordinary inside Arabic, Persian and Indic words, and emoji sequences use them.
+_PLAIN_LETTER = r"A-Za-z\u00c0-\u024f\u3040-\u30ff\u4e00-\u9fff"
+_INSIDE_WORD_INVISIBLE = re.compile(rf"(?<=[{_PLAIN_LETTER}])[{_INVISIBLE}]+(?=[{_PLAIN_LETTER}])")
 _BLANK_SPACED_RE = re.compile(rf"[^\W_][{re.escape(BLANKS)}][^\W_][{re.escape(BLANKS)}][^\W_]")
 
 

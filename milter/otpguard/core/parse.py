@@ -161,12 +161,21 @@ def _parse_message(raw: bytes, limits: AnalysisConfig) -> ParsedMessage:
             if m:
                 dkim_domains.append(m.group(1).lower().rstrip("."))
 
-    _read_body(msg, reading, 0)
+    readings = [(_read_body(msg, reading, 0), 0, len(reading.texts))]
     for other, why in _other_readings(raw, headers):
+        # Each reading has a budget of its own: a wrong reading (a MIME body read as one
+        # text) must not spend what the right one needs.
         defects.append(why)
-        _read_body(_build(other, defects), reading, 0)
+        reading.budget = limits.max_text_chars
+        start = len(reading.texts)
+        readings.append((_read_body(_build(other, defects), reading, 0), start, len(reading.texts)))
+    if len(readings) > 1:
+        # The reading that finds the most parts first (a client that understood the structure
+        # shows parts; the other reading shows one lump of MIME source).
+        ordered = sorted(readings, key=lambda r: -r[0])
+        reading.texts[:] = [t for _, a, b in ordered for t in reading.texts[a:b]]
 
-    text = "\n".join(reading.texts)
+    text = _layout(reading)
     links = reading.links
     seen = {link.href for link in links}
     if len(links) < limits.max_links:
@@ -192,15 +201,38 @@ def _parse_message(raw: bytes, limits: AnalysisConfig) -> ParsedMessage:
     )
 
 
-def _read_body(msg: Message, reading: _Reading, depth: int) -> None:
-    """Read every leaf of msg, displayed parts first, each displayed one within its share."""
+_HEAD = 10_000
+
+
+def _layout(reading: _Reading) -> str:
+    """The message's text: its parts in order. When a part was cut to its share of the text
+    budget (a huge part beside others), the head of every part comes first and the tails
+    after: what a check scans first is the start of each displayed part, not one part's bulk."""
+    texts = reading.texts
+    if len(texts) < 2 or not any(r.startswith("text budget") for r in reading.reached):
+        return "\n".join(texts)
+    heads, tails = [], []
+    for text in texts:
+        if len(text) <= _HEAD:
+            heads.append(text)
+            continue
+        cut = text.rfind("\n", 0, _HEAD)
+        cut = cut if cut > _HEAD // 2 else _HEAD
+        heads.append(text[:cut])
+        tails.append(text[cut:])
+    return "\n".join(heads + tails)
+
+
+def _read_body(msg: Message, reading: _Reading, depth: int) -> int:
+    """Read every leaf of msg, displayed parts first, each displayed one within its share;
+    the number of leaves read."""
     limits = reading.limits
     attached: list[Message] = []
     try:
         leaves = walk_leaves(msg, limits, reading.defects, reading.reached, attached)
     except Exception as exc:  # noqa: BLE001 - never lose the headers' facts to a broken body
         reading.defects.append(f"walk: {type(exc).__name__}")
-        return
+        return 0
     for inner in attached[:MAX_INNER_MESSAGES]:
         try:
             reading.inner.append(inner_message(inner))
@@ -220,6 +252,7 @@ def _read_body(msg: Message, reading: _Reading, depth: int) -> None:
             _part(leaf, reading, share, depth)
         except Exception as exc:  # noqa: BLE001 - one broken part must not lose the rest
             reading.defects.append(f"part: {type(exc).__name__}")
+    return len(leaves)
 
 
 def _decode_payload(part: Message, reading: _Reading, ctype: str) -> bytes:

@@ -21,7 +21,7 @@ _MIXED = re.compile(r"\b(?=[\w]*[A-Za-z])(?=[\w]*[\u0370-\u03ff\u0400-\u04ff])[\
 # Evidence that on its own shows intent: nobody hides text inside words, reverses words or
 # glues CSS-generated letters onto words by accident.
 _DECISIVE = ("text hidden inside", "override", "variation selectors inside", "CSS-generated text inside",
-             "ruby annotations inside", "letters spaced with blank")
+             "ruby annotations inside", "letters spaced with blank", "invisible characters inside")
 _COUNT = re.compile(r"(\d+)")
 
 
@@ -39,9 +39,10 @@ class ObfuscationCheck:
         strength = 0.0
         decisive = [e for e in ctx.msg.obfuscation if any(d in e for d in _DECISIVE)]
         if decisive:
-            words = sum(int(m.group(1)) for e in decisive if (m := _COUNT.search(e)))
-            strength = 1.0 if words >= 2 or len(decisive) >= 2 else 0.7
-            parts.extend(decisive[:3])
+            words = sum(int(m.group(1)) for e in decisive if (m := _COUNT.search(e.rsplit(":", 1)[-1])))
+            if words >= 3 or any("invisible characters" not in e for e in decisive):
+                strength = 1.0 if words >= 2 or len(decisive) >= 2 else 0.7
+                parts.extend(decisive[:3])
         if split >= 3 or len(mixed) >= 2 or (split and mixed):
             strength = 1.0
             if split:
