@@ -100,7 +100,13 @@ def _without_pseudo_element(tokens: list) -> list:
 
 
 def parse_sheet(css_texts: list[str], max_rules: int, max_chars: int) -> Sheet:
-    """The qualified rules that set a relevant property, one Rule per complex selector, in order."""
+    """The qualified rules that set a relevant property, one Rule per complex selector, in order.
+    Cached: a sender's mail carries the same style sheet every time (newsletters, notices)."""
+    return _parse_sheet(tuple(css_texts), max_rules, max_chars)
+
+
+@lru_cache(maxsize=256)
+def _parse_sheet(css_texts: tuple[str, ...], max_rules: int, max_chars: int) -> Sheet:
     rules: list[Rule] = []
     limit = ""
     total = sum(len(t) for t in css_texts)
@@ -143,8 +149,9 @@ _FONT_KEYWORDS = {"xx-small": 9.0, "x-small": 10.0, "small": 13.0, "medium": 16.
                   "x-large": 24.0, "xx-large": 32.0, "smaller": 13.0, "larger": 19.0}
 
 
-def _tokens(value: str) -> list:
-    return [t for t in tinycss2.parse_component_value_list(value, skip_comments=True) if t.type != "whitespace"]
+@lru_cache(maxsize=8192)
+def _tokens(value: str) -> tuple:
+    return tuple(t for t in tinycss2.parse_component_value_list(value, skip_comments=True) if t.type != "whitespace")
 
 
 @lru_cache(maxsize=4096)
@@ -218,6 +225,17 @@ def idents(value: str) -> list[str]:
 
 
 def hiding(decls: dict[str, str]) -> tuple[str, str] | None:
+    """See _hiding; cached on the declarations (newsletters repeat the same few styles)."""
+    return _hiding(tuple(sorted(decls.items())))
+
+
+@lru_cache(maxsize=8192)
+def _hiding(items: tuple[tuple[str, str], ...]) -> tuple[str, str] | None:
+    decls = dict(items)
+    return _hiding_of(decls)
+
+
+def _hiding_of(decls: dict[str, str]) -> tuple[str, str] | None:
     """Whether an element's own computed declarations hide it: ("box", why) when the element
     and all it holds are out of sight, ("inherited:<property>", why) when a descendant could
     set the property back (visibility, font-size), None when the element is visible."""

@@ -116,6 +116,7 @@ def parse_html(html: str, max_links: int, *, page: bool = False) -> Html:
 
     display = _hide(tree, sheets, out)
 
+    image_links: dict[int, str] = {}
     for node in tree.css("a, area[href]"):
         if len(links) >= max_links:
             break
@@ -123,6 +124,8 @@ def parse_html(html: str, max_links: int, *, page: bool = False) -> Html:
         href = (attrs.get("href") or attrs.get("xlink:href") or "").strip()  # SVG links: xlink:href
         if not href:
             continue
+        for img in node.css("img"):
+            image_links[img.mem_id] = href
         text = node.text(deep=True, separator=" ", strip=True).translate(_NO_MARKS)
         if not text:
             img = node.css_first("img")
@@ -139,7 +142,7 @@ def parse_html(html: str, max_links: int, *, page: bool = False) -> Html:
             link(node.attributes["action"].strip(), "", "form")
     for node in tree.css("[formaction]"):
         link(node.attributes.get("formaction"), "", "form")
-    _images(tree, base, out)
+    _images(tree, base, out, image_links)
 
     _line_breaks(tree, display)
     root = tree.body or tree.root
@@ -353,18 +356,14 @@ def _line_breaks(tree, display: dict[int, str]) -> None:
                 node.insert_after("\n")
 
 
-def _images(tree, base: str, out: Html) -> None:
+def _images(tree, base: str, out: Html, image_links: dict[int, str]) -> None:
     for node in tree.css("img, input[type=image]"):
         if len(out.images) >= MAX_IMAGES:
             out.limits.append(f"more than {MAX_IMAGES} images: the rest not listed")
             break
         attrs = node.attributes
-        href, parent, depth = "", node.parent, 0
-        while parent is not None and depth < 64:
-            if parent.tag == "a":
-                href = resolve((parent.attributes.get("href") or "").strip(), base)
-                break
-            parent, depth = parent.parent, depth + 1
+        href = image_links.get(node.mem_id, "")
+        href = resolve(href, base) if href else ""
         src = (attrs.get("src") or "").strip()
         if src[:11].lower() == "data:image/" and len(out.pictures) < MAX_DATA_PICTURES:
             picture = _data_uri(src)

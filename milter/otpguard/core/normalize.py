@@ -74,15 +74,16 @@ _SPACED_RE = re.compile(r"(?<![^\W_])(?:[^\W_] ){3,}[^\W_](?![^\W_])")
 _CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
 # Whitespace between two CJK characters is layout (Japanese and Chinese write no spaces
 # between words): "本人\n確認" is the word 本人確認.
-_CJK_GAP_RE = re.compile(rf"(?<=[{_CJK}])\s+(?=[{_CJK}])")
+_CJK_GAP_RE = re.compile(rf"([{_CJK}])\s+(?=[{_CJK}])")  # a class first: the engine skips ahead in C
 _HAS_CJK_RE = re.compile(f"[{_CJK}]")
 # Kanji (and one symbol) that pass for katakana: 口/ロ, 力/カ, 工/エ, 二/ニ, 夕/タ, 八/ハ, 卜/ト,
 # 一/ー. Folded only beside katakana ("口グイン", "力ード"), so that 入力 or 二つ stay what they are;
 # 一 only after katakana (一ポイント, one point, is ordinary), and ヵ/ヶ (一ヶ月) are not katakana here.
 _KANA_LOOKALIKES = {"口": "ロ", "力": "カ", "工": "エ", "二": "ニ", "夕": "タ", "八": "ハ", "卜": "ト", "一": "ー"}
 _KATAKANA = "\u30a1-\u30f4\u30f7-\u30fa\u30fc"
-_KANA_LOOKALIKE_RE = re.compile(
-    rf"[口力工二夕八卜](?=[{_KATAKANA}])|(?<=[{_KATAKANA}])[口力工二夕八卜一]")
+_KANA_LOOKALIKE_GATE = re.compile("[口力工二夕八卜一]")
+_KANA_BEFORE_RE = re.compile(rf"[口力工二夕八卜](?=[{_KATAKANA}])")
+_KANA_AFTER_RE = re.compile(rf"[{_KATAKANA}][口力工二夕八卜一]")
 _KANA_TABLE = str.maketrans(_KANA_LOOKALIKES)
 
 _SPACED_GATE = re.compile(r" [^\W\d_] [^\W\d_] ")  # a literal first: the engine skips ahead in C
@@ -186,12 +187,16 @@ def join_cjk(text: str) -> str:
     """Whitespace between CJK characters removed: "本人\\n確認" -> "本人確認"."""
     if _HAS_CJK_RE.search(text) is None:
         return text
-    return _CJK_GAP_RE.sub("", text)
+    return _CJK_GAP_RE.sub(r"\1", text)
 
 
 def fold_kana(text: str) -> str:
     """Kanji that pass for katakana, beside katakana, as that katakana: "口グイン" -> "ログイン"."""
-    return _KANA_LOOKALIKE_RE.sub(lambda m: m.group(0).translate(_KANA_TABLE), text)
+    if _KANA_LOOKALIKE_GATE.search(text) is None:
+        return text
+    swap = lambda m: m.group(0).translate(_KANA_TABLE)  # noqa: E731
+    # After first, then before: "パスワ一ド" and "口グイン"; patterns start with a class (C-speed skips).
+    return _KANA_BEFORE_RE.sub(swap, _KANA_AFTER_RE.sub(swap, text))
 
 
 def fold_accents(text: str) -> str:
@@ -226,7 +231,7 @@ def clean(text: str) -> str:
         text = _BLANK_RE.sub(" ", text)
     text = strip_invisible(text)
     if _HAS_CJK_RE.search(text):
-        text = fold_kana(_CJK_GAP_RE.sub("", text))
+        text = fold_kana(_CJK_GAP_RE.sub(r"\1", text))
     return fold_spaces(join_spaced(text)).casefold()
 
 
@@ -257,6 +262,7 @@ def fold_lookalike(skel: str) -> str:
 # joiners are ordinary inside Arabic, Persian and Indic words, and emoji sequences use them.
 _PLAIN_LETTER = r"A-Za-z\u00c0-\u024f\u3040-\u30ff\u4e00-\u9fff"
 _INSIDE_WORD_INVISIBLE = re.compile(rf"(?<=[{_PLAIN_LETTER}])[{_INVISIBLE}]+(?=[{_PLAIN_LETTER}])")
+_ANY_TRICK_RE = re.compile(f"[{_INVISIBLE}{re.escape(BLANKS)}]|{_MARKS}")
 _BLANK_SPACED_RE = re.compile(rf"[^\W_][{re.escape(BLANKS)}][^\W_][{re.escape(BLANKS)}][^\W_]")
 
 
@@ -264,7 +270,7 @@ def evidence(text: str, where: str) -> list[str]:
     """Short phrases naming Unicode tricks found in text ("body: right-to-left override"):
     characters a reader never sees, inside words; overrides that reverse text; blanks between
     letters; marks stacked on Latin letters. ASCII text has none of them."""
-    if text.isascii():
+    if text.isascii() or _ANY_TRICK_RE.search(text) is None:
         return []
     out: list[str] = []
     if (n := len(_OVERRIDE_RE.findall(text))):

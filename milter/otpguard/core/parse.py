@@ -49,6 +49,8 @@ _FORWARD_START = re.compile(
     r"|Mensaje reenviado|Messaggio inoltrato|Mensagem encaminhada|転送メッセージ|転送されたメッセージ|元のメッセージ)"
     r" ?-{3,}|Begin forwarded message:|-{3,} ?Forwarded by .{0,80}-{3,})[ \t]*$",
     re.I | re.M)
+# Every marker line holds three dashes or "Begin forwarded": a literal-first search skips the rest in C.
+_FORWARD_GATE = re.compile(r"---|Begin forwarded")
 _FORWARD_FIELD = re.compile(
     r"^[ \t>*]*(From|Von|De|Da|差出人|送信者|Subject|Sujet|Objet|Betreff|Asunto|Oggetto|Assunto|件名)[ \t]*[:：][ \t]*(.*)$",
     re.I | re.M)
@@ -289,14 +291,16 @@ def _base64_readings(payload: str, reading: _Reading) -> bytes:
     """base64 as the most generous client decodes it. Padding ("=") in the middle of the data
     ends the data for some decoders (Python's among them) and not for others, which go on
     with the next quantum: the text after it is what those readers see, so both are read."""
-    raw = payload.encode("ascii", "ignore")
-    compact = _B64_JUNK.sub(b"", raw)
-    stripped = compact.rstrip(b"=")
-    if b"=" not in stripped:
+    first = payload.find("=")
+    if first == -1 or not payload[first:].strip("= \t\r\n"):
+        # Padding only at the end (or none): the one reading everyone shares.
         try:
-            return binascii.a2b_base64(compact)
+            return binascii.a2b_base64(payload.encode("ascii", "ignore"))
         except (binascii.Error, ValueError):
-            return _b64_lenient(compact)
+            pass
+    compact = _B64_JUNK.sub(b"", payload.encode("ascii", "ignore"))
+    if b"=" not in compact.rstrip(b"="):
+        return _b64_lenient(compact)
     reading.note("base64 padding inside the data (every reading analysed)", reading.defects)
     return _b64_lenient(compact)
 
@@ -458,6 +462,8 @@ def inline_forwards(text: str, limit: int = 5) -> list[InnerMessage]:
     """Forwarded messages quoted in the text: a forward marker line, then a header block
     (From:, Subject:, in the client's language) within the next lines."""
     out: list[InnerMessage] = []
+    if _FORWARD_GATE.search(text) is None:
+        return out
     for m in _FORWARD_START.finditer(text):
         if len(out) >= limit:
             break
