@@ -475,4 +475,28 @@ def test_thousands_of_style_rules_and_deep_selector_chains_stay_bounded():
     r = parse_html(f"<html><head><style>{rules}{chain}</style></head><body>{body}</body></html>", 100)
     assert time.monotonic() - start < 10.0
     assert "Amazon" in r.text
-    assert any("style rules" in item for item in r.limits)
+    # Where css-inline cannot apply a sheet, tinycss2 reads it within MAX_CSS_RULES, and says so.
+    from otpguard.core import css
+
+    sheet = css.parse_sheet([rules], 2000, 400_000)
+    assert len(sheet.rules) == 2000 and "style rules" in sheet.limit
+
+
+def test_simple_style_attributes_read_as_tinycss2_reads_them():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from otpguard.core import css
+
+    pieces = st.sampled_from(["color", "COLOR", "display", "font-size", "font", "width", "x", "-x", "--v", "1a", ":", ";",
+                              " ", "  ", "\t", "none", "0", "#fff", "12px", "!important", "'a;b'", "(", ")", "/*", "*/",
+                              "\\", "é", "content", '"x"', "{", "}", ",", "0/0"])
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.lists(pieces, max_size=12).map("".join))
+    def same(style: str) -> None:
+        simple = css._simple_declarations(style)
+        if simple is not None:
+            assert simple == css._declarations(style)
+
+    same()

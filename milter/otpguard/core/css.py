@@ -45,6 +45,7 @@ class Rule:
     order: int
     pseudo: str  # "" | "before" | "after"
     declarations: Declarations
+    hides: bool  # its declarations alone can hide text (a box, visibility, size, a colour)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +67,71 @@ def _declarations(tokens: list | str, only_relevant: bool = True) -> Declaration
     return tuple(out)
 
 
+# Characters after which a declaration list is no longer "simple": strings, comments,
+# escapes, blocks, functions, !important. Without them, tinycss2's declarations are the
+# pieces between semicolons, split at their first colon (tested on every style attribute
+# of the corpus and on generated ones: tests/core/test_render.py).
+_NOT_SIMPLE = frozenset("\"'\\/{}()[]!@;:")
+
+
 @lru_cache(maxsize=8192)
 def inline_declarations(style: str) -> Declarations:
     """The relevant declarations of a style="..." attribute (cached: newsletters repeat them)."""
+    simple = _simple_declarations(style)
+    if simple is not None:
+        return simple
     try:
         return _declarations(style)  # type: ignore[arg-type]
     except Exception:  # noqa: BLE001 - tinycss2 does not raise on bad CSS; defence in depth
         return ()
+
+
+def _simple_declarations(style: str) -> Declarations | None:
+    """tinycss2's reading of a declaration list made only of "name: value" pieces with plain
+    words, numbers, units, # colours and commas (what nearly every style attribute is), at a
+    fraction of its cost; None for anything else."""
+    out = []
+    for piece in style.split(";"):
+        name, colon, value = piece.partition(":")
+        name = name.strip(" \t\r\n\f")
+        if not colon:
+            if name:
+                return None  # a piece without a colon: tinycss2's error recovery decides
+            continue
+        if not name or any(c in _NOT_SIMPLE for c in value) or not _IDENT_NAME(name):
+            return None
+        value = value.strip(" \t\r\n\f")
+        if not value or "  " in value or "\t" in value or "\n" in value or "\r" in value or "\f" in value:
+            return None  # whitespace inside a value: tinycss2 keeps it as written; keep one path
+        lower = name.lower()
+        if lower in RELEVANT:
+            out.append((lower, value if lower == "content" else value.lower(), False))
+    return tuple(out)
+
+
+def _IDENT_NAME(name: str) -> bool:
+    return name.replace("-", "a").isalnum() and name.isascii() and not name[0].isdigit() and not name.startswith("--")
+
+
+@lru_cache(maxsize=8192)
+def inline_computed(style: str) -> tuple[dict[str, str], tuple[str, str] | None]:
+    """The computed values a style attribute gives an element no rule matches (its last
+    declaration of a property wins, an !important one over the others), and whether they hide
+    it. Cached per string; the dict is shared: never modify it."""
+    values: dict[str, tuple[bool, str]] = {}
+    for name, value, important in inline_declarations(style):
+        old = values.get(name)
+        if old is None or important or not old[0]:
+            values[name] = (important, value)
+    computed = {k: v for k, (_, v) in values.items()}
+    return computed, (hiding(computed) if computed else None)
+
+
+def _can_hide(decls: Declarations) -> bool:
+    """Can these declarations hide text by themselves: a hiding box or inherited value, or a
+    text or background colour (judged against the page later)?"""
+    computed = {name: value for name, value, _ in decls}
+    return hiding(computed) is not None or any(n in computed for n in ("color", "background-color", "background"))
 
 
 def _split_selectors(prelude: list) -> list[list]:
@@ -137,7 +196,7 @@ def _parse_sheet(css_texts: tuple[str, ...], max_rules: int, max_chars: int) -> 
             selector = tinycss2.serialize(base).strip() or "*"
             order += 1
             rules.append(Rule(selector=selector, specificity=tuple(parsed[0].specificity), order=order,
-                              pseudo=pseudo, declarations=decls))
+                              pseudo=pseudo, declarations=decls, hides=_can_hide(decls)))
     return Sheet(rules=tuple(rules), limit=limit)
 
 

@@ -15,6 +15,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
@@ -42,6 +43,8 @@ MAX_CONDITIONAL_COMMENTS = 50
 MAX_CSS_RULES = 2000
 MAX_CSS_CHARS = 400_000
 MAX_CSS_MATCHES = 200_000
+MAX_INLINE_HTML = 4_000_000
+_STYLE_TAG = re.compile(r"<style", re.I)
 
 
 @dataclass(slots=True)
@@ -89,6 +92,15 @@ def parse_html(html: str, max_links: int, *, page: bool = False) -> Html:
     run: their redirect targets are links too."""
     if _MARKS_RE.search(html):
         html = html.translate(_NO_MARKS)
+    inlined = False
+    if _STYLE_TAG.search(html) is not None:
+        # Style sheets applied by css-inline (Servo's CSS parser and selector engine, in Rust):
+        # every rule that applies to an element lands in its style attribute, by the cascade
+        # (specificity, order, !important); @media and dynamic pseudo-classes stay out. The
+        # rest of the reading then sees inline styles only.
+        styled = _inline_sheets(html)
+        if styled is not None:
+            html, inlined = styled, True
     tree = HTMLParser(html)
     out = Html(text="", links=[], forms=[])
     title = tree.css_first("title")
@@ -101,22 +113,27 @@ def parse_html(html: str, max_links: int, *, page: bool = False) -> Html:
         if href and len(links) < max_links:
             links.append(Link(href=resolve(href, base), text=text[:500], source=source))
 
-    for meta in tree.css("meta[http-equiv]"):
-        if (meta.attributes.get("http-equiv") or "").strip().lower() == "refresh":
-            link(refresh_target(meta.attributes.get("content") or ""), "", "meta-refresh")
-    if page:
-        for script in tree.css("script"):
-            for target in script_targets(script.text(deep=True), 10):
+    # One C walk for what sends the browser elsewhere or styles the page.
+    sheets: list[str] = []
+    for node in tree.css("meta[http-equiv],[onclick],style,script,[formaction]"):
+        tag = node.tag
+        attrs = node.attributes
+        if tag == "style":
+            sheets.append(node.text(deep=True))
+        elif tag == "meta" and (attrs.get("http-equiv") or "").strip().lower() == "refresh":
+            link(refresh_target(attrs.get("content") or ""), "", "meta-refresh")
+        elif tag == "script" and page:
+            for target in script_targets(node.text(deep=True), 10):
                 link(target, "", "script")
-    for node in tree.css("[onclick]"):
-        for target in script_targets(node.attributes.get("onclick") or "", 3):
-            link(target, "", "script")
-    sheets = [n.text(deep=True) for n in tree.css("style")]
+        if "onclick" in attrs:
+            for target in script_targets(attrs.get("onclick") or "", 3):
+                link(target, "", "script")
+        if "formaction" in attrs:
+            link(attrs.get("formaction"), "", "form")
     tree.strip_tags(["script", "style", "noscript", "template", "head"])
 
-    display = _hide(tree, sheets, out)
+    display = _hide(tree, sheets, out, inlined)
 
-    image_links: dict[int, str] = {}
     for node in tree.css("a, area[href]"):
         if len(links) >= max_links:
             break
@@ -124,8 +141,6 @@ def parse_html(html: str, max_links: int, *, page: bool = False) -> Html:
         href = (attrs.get("href") or attrs.get("xlink:href") or "").strip()  # SVG links: xlink:href
         if not href:
             continue
-        for img in node.css("img"):
-            image_links[img.mem_id] = href
         text = node.text(deep=True, separator=" ", strip=True).translate(_NO_MARKS)
         if not text:
             img = node.css_first("img")
@@ -140,9 +155,7 @@ def parse_html(html: str, max_links: int, *, page: bool = False) -> Html:
                               has_password="password" in inputs, inputs=inputs[:50]))
         if node.attributes.get("action"):
             link(node.attributes["action"].strip(), "", "form")
-    for node in tree.css("[formaction]"):
-        link(node.attributes.get("formaction"), "", "form")
-    _images(tree, base, out, image_links)
+    _images(tree, base, out)
 
     _line_breaks(tree, display)
     root = tree.body or tree.root
@@ -153,9 +166,30 @@ def parse_html(html: str, max_links: int, *, page: bool = False) -> Html:
     return out
 
 
-def _hide(tree, sheets: list[str], out: Html) -> dict[int, str]:
+def _inline_sheets(html: str) -> str | None:
+    """html with its style sheets' rules in style attributes; None when css-inline cannot
+    (then tinycss2 and lexbor apply the rules here, within MAX_CSS_RULES)."""
+    if len(html) > MAX_INLINE_HTML:
+        return None
+    try:
+        return _inliner().inline(html)
+    except Exception:  # noqa: BLE001 - css_inline.InlineError, or a panic surfaced as an exception
+        return None
+
+
+@lru_cache(maxsize=1)
+def _inliner():
+    import css_inline
+
+    # No remote style sheets (no network at run time); <style> kept for ::before/::after.
+    return css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=True, keep_at_rules=True,
+                                 keep_link_tags=True, cache=None)
+
+
+def _hide(tree, sheets: list[str], out: Html, inlined: bool = False) -> dict[int, str]:
     """Replace what the reader cannot see by markers; insert ::before/::after text. Returns
-    the CSS display of the elements that set one (mem_id -> value)."""
+    the CSS display of the elements that set one (mem_id -> value). inlined: the style
+    sheets' rules are already in the style attributes (only ::before/::after are left)."""
     styles = _Styles()
     hidden_attr, ruby = [], []
     order = [0]
@@ -163,14 +197,17 @@ def _hide(tree, sheets: list[str], out: Html) -> dict[int, str]:
     if root is None:
         return {}
     rules: tuple[css.Rule, ...] = ()
-    if any(s.strip() for s in sheets):
+    if any(s.strip() for s in sheets) and (not inlined or any(":before" in s or ":after" in s for s in sheets)):
         sheet = css.parse_sheet(sheets, MAX_CSS_RULES, MAX_CSS_CHARS)
-        rules = sheet.rules
-        if sheet.limit:
+        rules = tuple(r for r in sheet.rules if r.pseudo) if inlined else sheet.rules
+        if sheet.limit and not inlined:
             out.limits.append(sheet.limit)
     generated: list[tuple[object, str, str]] = []
     matches = 0
-    for rule in rules:
+    # Rules that can hide text (or colour it like a background) are matched first; the rest
+    # (rules that may show it again) only when something was hidden (see below).
+    rest = [r for r in rules if not r.hides and not r.pseudo]
+    for rule in [r for r in rules if r.hides or r.pseudo]:
         try:
             nodes = root.css(rule.selector)
         except Exception:  # noqa: BLE001 - a selector lexbor does not support matches nothing
@@ -187,49 +224,92 @@ def _hide(tree, sheets: list[str], out: Html) -> dict[int, str]:
         key = rule.specificity + (rule.order,)
         for node in nodes:
             styles.add(node, rule.declarations, lambda imp, key=key: (imp, 0) + key)
+    # Every element with a style attribute, presentational colours, `hidden` or ruby text, in
+    # one C walk. Most have only inline styles: their computed values are the style string's
+    # own (cached per string); the cascade runs only for elements a rule matched.
+    entries: list[tuple[object, dict[str, str], tuple[str, str] | None]] = []
     for node in root.css(_STYLED):
         tag = node.tag
         if tag in ("rt", "rp"):
             ruby.append(node)
             continue
         attrs = node.attributes
-        order[0] += 1
+        style = attrs.get("style")
         presentational = []
         if tag == "font" and attrs.get("color"):
             presentational.append(("color", attrs["color"].strip().lower(), False))
         if attrs.get("bgcolor"):
             presentational.append(("background-color", attrs["bgcolor"].strip().lower(), False))
+        if "hidden" in attrs:
+            hidden_attr.append(node)
+        if not presentational and node.mem_id not in styles.nodes:
+            if style:
+                computed, found = css.inline_computed(style)
+                if computed:
+                    entries.append((node, computed, found))
+            continue
+        order[0] += 1
         if presentational:  # HTML presentational hints: below every author rule (CSS 2.1 6.4.4)
             styles.add(node, presentational, lambda imp: (False, -1, 0, 0, 0, 0))
-        style = attrs.get("style")
         if style:
             decls = css.inline_declarations(style)
             if decls:
                 styles.add(node, decls, lambda imp, o=order[0]: (imp, 1, 0, 0, 0, o))
-        if "hidden" in attrs:
-            hidden_attr.append(node)
+    if rest and (hidden_attr or any(found for _, _, found in entries) or _any_hidden(styles, entries)):
+        # Something may be hidden: the other rules take part in the cascade (a more specific
+        # rule may show again what another hides).
+        for rule in rest:
+            try:
+                nodes = root.css(rule.selector)
+            except Exception:  # noqa: BLE001
+                continue
+            matches += len(nodes)
+            if matches > MAX_CSS_MATCHES:
+                out.limits.append(f"style rules matched more than {MAX_CSS_MATCHES} elements: the rest not applied")
+                break
+            key = rule.specificity + (rule.order,)
+            for node in nodes:
+                styles.add(node, rule.declarations, lambda imp, key=key: (imp, 0) + key)
+        entries = [e for e in entries if e[0].mem_id not in styles.nodes]
+        for node in root.css("[style]"):
+            if node.mem_id in styles.nodes:
+                style = node.attributes.get("style")
+                decls = css.inline_declarations(style) if style else ()
+                if decls:
+                    styles.add(node, decls, lambda imp: (imp, 1, 0, 0, 0, 0))
+    fast = {id(e[0]) for e in entries}
+    for mem_id, (node, _) in styles.nodes.items():
+        if id(node) not in fast:
+            computed = styles.computed(mem_id)
+            entries.append((node, computed, css.hiding(computed)))
 
+    colours = _Colours(entries)
     targets: dict[int, tuple[object, str]] = {}
     inherited: list[tuple[object, str, str]] = []
-    for mem_id, (node, _) in styles.nodes.items():
-        computed = styles.computed(mem_id)
-        found = css.hiding(computed)
-        if found is None:
-            found = _same_colour(node, computed, styles)
+    for node, computed, found in entries:
+        if found is None and colours.may_hide(computed):
+            found = _same_colour(node, computed, colours)
         if found is None:
             continue
         kind, why = found
         if kind == "box":
-            targets[mem_id] = (node, why)
+            targets[node.mem_id] = (node, why)
         else:
             inherited.append((node, kind.split(":", 1)[1], why))
+    display = {node.mem_id: shown for node, computed, _ in entries if (shown := computed.get("display", ""))}
     for node in hidden_attr:
-        display = styles.computed(node.mem_id).get("display")
-        if display is None or "none" in display:  # the UA sheet's [hidden]{display:none}
+        shown = display.get(node.mem_id)
+        if shown is None or "none" in shown:  # the UA sheet's [hidden]{display:none}
             targets[node.mem_id] = (node, "hidden attribute")
+    undoers: dict[str, list] = {}
+    above: dict[int, set[int]] = {}  # an undoer's ancestors, walked once
     for node, prop, why in inherited:
-        undo = [n for mid, (n, _) in styles.nodes.items()
-                if mid != node.mem_id and css.shown_again(styles.computed(mid), prop) and _inside(n, node)]
+        if prop not in undoers:
+            undoers[prop] = [n for n, computed, _ in entries if css.shown_again(computed, prop)]
+            for n in undoers[prop]:
+                if n.mem_id not in above:
+                    above[n.mem_id] = _ancestors(n)
+        undo = [n for n in undoers[prop] if n.mem_id != node.mem_id and node.mem_id in above[n.mem_id]]
         if not undo:
             targets[node.mem_id] = (node, why)
         else:
@@ -257,7 +337,20 @@ def _hide(tree, sheets: list[str], out: Html) -> dict[int, str]:
             continue
         _replace(node, RUBY_MARK)
     out.obfuscation.extend(f"hidden: {why}" for why in sorted(reasons))  # refined by _evidence
-    return {mid: shown for mid in styles.nodes if (shown := styles.computed(mid).get("display", ""))}
+    return display
+
+
+def _any_hidden(styles: _Styles, entries) -> bool:
+    """Do the rules matched so far hide anything (before the rules that may show it again)?"""
+    colours = None
+    for mem_id, (node, _) in styles.nodes.items():
+        computed = styles.computed(mem_id)
+        if css.hiding(computed) is not None:
+            return True
+        colours = colours or _Colours(entries + [(n, styles.computed(m), None) for m, (n, _) in styles.nodes.items()])
+        if colours.may_hide(computed) and _same_colour(node, computed, colours) is not None:
+            return True
+    return False
 
 
 def _replace(node, marker: str) -> None:
@@ -267,16 +360,13 @@ def _replace(node, marker: str) -> None:
         node.decompose()
 
 
-def _inside(node, ancestor) -> bool:
-    target = ancestor.mem_id
+def _ancestors(node) -> set[int]:
+    found: set[int] = set()
     parent = node.parent
-    depth = 0
-    while parent is not None and depth < 512:
-        if parent.mem_id == target:
-            return True
+    while parent is not None and len(found) < 512:
+        found.add(parent.mem_id)
         parent = parent.parent
-        depth += 1
-    return False
+    return found
 
 
 def _has_ancestor_in(node, targets: dict) -> bool:
@@ -306,7 +396,51 @@ def _hide_text_outside(node, undo: list, targets: dict, why: str) -> None:
             targets[text_node.mem_id] = (text_node, why)
 
 
-def _same_colour(node, computed: dict[str, str], styles: _Styles) -> tuple[str, str] | None:
+class _Colours:
+    """Text and background colours declared in the document, by element: a colour can only
+    hide text where a background close to it is declared (or the white page under it)."""
+
+    def __init__(self, entries) -> None:
+        self.fg: dict[int, str] = {}
+        self.bg: dict[int, str] = {}
+        backgrounds = {_WHITE}
+        foregrounds = set()
+        for node, computed, _ in entries:
+            if (c := computed.get("color")) is not None:
+                self.fg[node.mem_id] = c
+                if (rgba := css.colour(c)) is not None:
+                    foregrounds.add(rgba)
+            b = computed.get("background-color") or computed.get("background")
+            if b is not None:
+                self.bg[node.mem_id] = b
+                if (rgba := css.colour(b)) is not None:
+                    backgrounds.add(rgba)
+        self.backgrounds = backgrounds
+        self.foregrounds = foregrounds
+
+    def may_hide(self, computed: dict[str, str]) -> bool:
+        fg = computed.get("color")
+        if fg is not None:
+            rgba = css.colour(fg)
+            return rgba is not None and (rgba[3] <= css.FAINT_OPACITY or any(css.close(rgba, b) for b in self.backgrounds))
+        bg = computed.get("background-color") or computed.get("background")
+        if bg is not None:
+            rgba = css.colour(bg)
+            return rgba is not None and any(css.close(f, rgba) for f in self.foregrounds)
+        return False
+
+    def inherited(self, node, table: dict[int, str], default):
+        depth = 0
+        while node is not None and depth < 512:
+            value = table.get(node.mem_id)
+            if value is not None:
+                return css.colour(value)
+            node = node.parent
+            depth += 1
+        return default
+
+
+def _same_colour(node, computed: dict[str, str], colours: _Colours) -> tuple[str, str] | None:
     """Text coloured like the background under it (or transparent): inherited hiding."""
     own_fg = computed.get("color")
     own_bg = computed.get("background-color") or computed.get("background")
@@ -314,31 +448,17 @@ def _same_colour(node, computed: dict[str, str], styles: _Styles) -> tuple[str, 
         return None
     # A background under the default text colour is not judged: the default (black) is the
     # least sure guess (a client's dark mode, a colour set where we do not look).
-    fg = css.colour(own_fg) if own_fg is not None else _inherited(node.parent, styles, ("color",), None)
+    fg = css.colour(own_fg) if own_fg is not None else colours.inherited(node.parent, colours.fg, None)
     if fg is None:
         return None
     if fg[3] <= css.FAINT_OPACITY:
         return "inherited:color", "transparent text"
-    bg = css.colour(own_bg) if own_bg is not None else _inherited(node.parent, styles,
-                                                                   ("background-color", "background"), _WHITE)
+    bg = css.colour(own_bg) if own_bg is not None else colours.inherited(node.parent, colours.bg, _WHITE)
     if bg is None or bg[3] < 1.0:
         return None  # an image or a translucent layer: the colour under the text is unknown
     if css.close(fg, bg):
         return "inherited:color", "text in the colour of its background"
     return None
-
-
-def _inherited(node, styles: _Styles, props: tuple[str, ...], default):
-    depth = 0
-    while node is not None and depth < 512:
-        entry = styles.nodes.get(node.mem_id)
-        if entry is not None:
-            for prop in props:
-                if prop in entry[1]:
-                    return css.colour(entry[1][prop][1])
-        node = node.parent
-        depth += 1
-    return default
 
 
 def _line_breaks(tree, display: dict[int, str]) -> None:
@@ -356,21 +476,29 @@ def _line_breaks(tree, display: dict[int, str]) -> None:
                 node.insert_after("\n")
 
 
-def _images(tree, base: str, out: Html, image_links: dict[int, str]) -> None:
+def _images(tree, base: str, out: Html) -> None:
+    linked = {node.mem_id for node in tree.css("a[href] img, a[href] input[type=image]")}
     for node in tree.css("img, input[type=image]"):
         if len(out.images) >= MAX_IMAGES:
             out.limits.append(f"more than {MAX_IMAGES} images: the rest not listed")
             break
         attrs = node.attributes
-        href = image_links.get(node.mem_id, "")
-        href = resolve(href, base) if href else ""
+        href = ""
+        if node.mem_id in linked:  # an image button: the link it sits in
+            parent, depth = node.parent, 0
+            while parent is not None and depth < 64:
+                if parent.tag == "a":
+                    href = resolve((parent.attributes.get("href") or "").strip(), base)
+                    break
+                parent, depth = parent.parent, depth + 1
         src = (attrs.get("src") or "").strip()
         if src[:11].lower() == "data:image/" and len(out.pictures) < MAX_DATA_PICTURES:
             picture = _data_uri(src)
             if picture:
                 out.pictures.append(picture)
             src = src[:40]
-        out.images.append(Image(src=resolve(src, base)[:2000], alt=(attrs.get("alt") or "")[:500],
+        # The source as written (resolved only under a <base href>): a picture is not a link.
+        out.images.append(Image(src=(resolve(src, base) if base else src)[:2000], alt=(attrs.get("alt") or "")[:500],
                                 title=(attrs.get("title") or "")[:500], href=href[:2000], source="html"))
 
 

@@ -86,6 +86,9 @@ _KANA_BEFORE_RE = re.compile(rf"[口力工二夕八卜](?=[{_KATAKANA}])")
 _KANA_AFTER_RE = re.compile(rf"[{_KATAKANA}][口力工二夕八卜一]")
 _KANA_TABLE = str.maketrans(_KANA_LOOKALIKES)
 
+# Bidi controls, combining marks, blanks: what the rarer steps of clean() look for. (A blank
+# that NFKC would produce from another character does not exist: none decomposes to one.)
+_READ_GATE = re.compile(f"[{_BIDI_CONTROLS}{re.escape(BLANKS)}{_MARKS[1:-1]}]")  # one class: C-speed scan
 _SPACED_GATE = re.compile(r" [^\W\d_] [^\W\d_] ")  # a literal first: the engine skips ahead in C
 _SPACED_RE = re.compile(r"(?<![^\W_])(?:[^\W\d_] ){3,}[^\W\d_](?![^\W_])")
 
@@ -223,12 +226,15 @@ def clean(text: str) -> str:
     whitespace folded, case folded."""
     if text.isascii():  # none of the Unicode steps changes ASCII
         return fold_spaces(join_spaced(text)).casefold()
-    text = visual_order(text)
-    if _MARK_RE.search(text):
-        text = _LOOSE_MARK_RE.sub("", text)
-    text = unicodedata.normalize("NFKC", text)
-    if _BLANK_RE.search(text):
-        text = _BLANK_RE.sub(" ", text)
+    if _READ_GATE.search(text) is not None:  # one search for the rare steps below
+        text = visual_order(text)
+        if _MARK_RE.search(text):
+            text = _LOOSE_MARK_RE.sub("", text)
+        text = unicodedata.normalize("NFKC", text)
+        if _BLANK_RE.search(text):
+            text = _BLANK_RE.sub(" ", text)
+    else:
+        text = unicodedata.normalize("NFKC", text)
     text = strip_invisible(text)
     if _HAS_CJK_RE.search(text):
         text = fold_kana(_CJK_GAP_RE.sub(r"\1", text))
@@ -261,8 +267,9 @@ def fold_lookalike(skel: str) -> str:
 # Letters of scripts that never need a joiner inside a word (Latin, kana, CJK): zero-width
 # joiners are ordinary inside Arabic, Persian and Indic words, and emoji sequences use them.
 _PLAIN_LETTER = r"A-Za-z\u00c0-\u024f\u3040-\u30ff\u4e00-\u9fff"
-_INSIDE_WORD_INVISIBLE = re.compile(rf"(?<=[{_PLAIN_LETTER}])[{_INVISIBLE}]+(?=[{_PLAIN_LETTER}])")
-_ANY_TRICK_RE = re.compile(f"[{_INVISIBLE}{re.escape(BLANKS)}]|{_MARKS}")
+_INSIDE_WORD_INVISIBLE = re.compile(rf"[{_PLAIN_LETTER}]([{_INVISIBLE}]+)(?=[{_PLAIN_LETTER}])")  # class first
+_LETTER_MARKS_RE = re.compile(rf"[A-Za-z]{_MARKS}+")  # a class first: C-speed skips
+_ANY_TRICK_RE = re.compile(f"[{_INVISIBLE}{re.escape(BLANKS)}{_MARKS[1:-1]}]")  # one class: C-speed scan
 _BLANK_SPACED_RE = re.compile(rf"[^\W_][{re.escape(BLANKS)}][^\W_][{re.escape(BLANKS)}][^\W_]")
 
 
@@ -285,7 +292,7 @@ def evidence(text: str, where: str) -> list[str]:
     if _BLANK_RE.search(text) is not None and _BLANK_SPACED_RE.search(text) is not None:
         out.append(f"{where}: letters spaced with blank characters")
     if _MARK_RE.search(text) is not None:
-        marks = len(_LOOSE_MARK_RE.findall(text)) + len(_STRAY_MARK_RE.findall(text))
+        marks = len(_LETTER_MARKS_RE.findall(text))
         if marks >= 3:
             out.append(f"{where}: combining marks on {marks} Latin letters")
     return out

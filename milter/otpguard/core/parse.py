@@ -50,7 +50,7 @@ _FORWARD_START = re.compile(
     r" ?-{3,}|Begin forwarded message:|-{3,} ?Forwarded by .{0,80}-{3,})[ \t]*$",
     re.I | re.M)
 # Every marker line holds three dashes or "Begin forwarded": a literal-first search skips the rest in C.
-_FORWARD_GATE = re.compile(r"---|Begin forwarded")
+_FORWARD_GATE = re.compile(r"-----|Begin forwarded|--- ?Forwarded by")
 _FORWARD_FIELD = re.compile(
     r"^[ \t>*]*(From|Von|De|Da|差出人|送信者|Subject|Sujet|Objet|Betreff|Asunto|Oggetto|Assunto|件名)[ \t]*[:：][ \t]*(.*)$",
     re.I | re.M)
@@ -462,11 +462,16 @@ def inline_forwards(text: str, limit: int = 5) -> list[InnerMessage]:
     """Forwarded messages quoted in the text: a forward marker line, then a header block
     (From:, Subject:, in the client's language) within the next lines."""
     out: list[InnerMessage] = []
-    if _FORWARD_GATE.search(text) is None:
-        return out
-    for m in _FORWARD_START.finditer(text):
-        if len(out) >= limit:
-            break
+    pos = 0
+    while len(out) < limit and (hit := _FORWARD_GATE.search(text, pos)) is not None:
+        # The marker's line, matched from its start: only lines holding a gate hit are tried.
+        line_start = text.rfind("\n", 0, hit.start()) + 1
+        line_end = text.find("\n", hit.end())
+        line_end = len(text) if line_end == -1 else line_end
+        pos = line_end + 1
+        m = _FORWARD_START.match(text, line_start, line_end)
+        if m is None:
+            continue
         block = text[m.end(): m.end() + 1500]
         from_value = subject = ""
         for f in _FORWARD_FIELD.finditer(block):

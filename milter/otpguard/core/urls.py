@@ -93,27 +93,25 @@ def bare_links(text: str, max_links: int, seen: set[str]) -> list[Link]:
 
     Words are taken by str.split (C speed) and only those holding a dot followed by two
     letters are looked at: a regex trying a host at every letter would cost a pass per word."""
-    from .domains import psl
-
     links: list[Link] = []
-    pos, n = 0, len(text)
+    pos = 0
     while max_links > 0 and (hit := _BARE_GATE.search(text, pos)) is not None:
-        start = end = hit.start()
-        while start > 0 and not text[start - 1].isspace():
-            start -= 1
-        while end < n and not text[end].isspace():
-            end += 1
+        end_match = _SPACE.search(text, hit.start())
+        end = end_match.start() if end_match is not None else len(text)
         pos = end
-        word = text[start:end]
-        m = _BARE_WORD.match(word.lstrip("(\"'<[«「【"))
+        start = hit.start()
+        while start > 0 and not text[start - 1].isspace():
+            if text[start - 1] in "/:@":
+                break  # a URL (text_links has it) or an address
+            start -= 1
+        if start > 0 and text[start - 1] in "/:@":
+            continue
+        m = _BARE_WORD.match(text[start:end].lstrip("(\"'<[«「【"))
         if m is None:
             continue
         host = m.group(1).lower()
-        if host.startswith("www.") or host.rsplit(".", 1)[-1] in _NOT_BARE_SUFFIXES:
-            continue  # www. hosts are text_links' already
-        parts = psl()(host)
-        if not parts.suffix or not parts.domain:
-            continue  # no public suffix (file names, "e.g", version numbers): not a host
+        if host.startswith("www.") or host.rsplit(".", 1)[-1] in _NOT_BARE_SUFFIXES or not _public(host):
+            continue  # www. hosts are text_links' already; no public suffix: file names, "e.g"
         href = resolve("http://" + host + m.group(2).rstrip(_TRAILING_PUNCT))
         if href not in seen:
             seen.add(href)
@@ -121,6 +119,18 @@ def bare_links(text: str, max_links: int, seen: set[str]) -> list[Link]:
             if len(links) >= max_links:
                 break
     return links
+
+
+_SPACE = re.compile(r"\s")
+
+
+@lru_cache(maxsize=16384)
+def _public(host: str) -> bool:
+    """Does host end in a public suffix, with a label before it (the Public Suffix List)?"""
+    from .domains import psl
+
+    parts = psl()(host)
+    return bool(parts.suffix and parts.domain)
 
 
 @lru_cache(maxsize=16384)
