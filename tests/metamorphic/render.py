@@ -20,7 +20,7 @@ from email.message import EmailMessage, Message
 from email.mime.application import MIMEApplication
 
 from . import transform
-from .messages import POLICY, _text_of, displayed_parts, dump, load, set_text, strip_mbox
+from .messages import POLICY, _text_of, displayed_parts, dump, edit_text, load, set_text, strip_mbox
 
 # Words whose letters the tricks go after: the brand, and what lures say (en, ja, fr, de...).
 BRAND_WORDS = ("Amazon", "amazon", "AMAZON", "アマゾン", "Prime", "Audible", "Kindle")
@@ -135,23 +135,12 @@ def edit_html(raw: bytes, fn: Callable[[str], str], *, must_change: bool = True)
     msg = html_only(raw)
     if msg is None:
         return None
-    changed = False
     try:
-        for part in displayed_parts(msg):
-            if part.get_content_type() != "text/html":
-                continue
-            text = _text_of(part)
-            if text is None:
-                continue
-            new = fn(text)
-            if new != text:
-                set_text(part, new)
-                changed = True
-        if must_change and not changed:
-            return None
-        return dump(msg)
+        html = dump(msg)
     except Exception:  # noqa: BLE001
         return None
+    out = edit_text(html, html=fn)
+    return out if out is not None or must_change else html
 
 
 def edit_everywhere(raw: bytes, edit: WordEdit) -> bytes | None:
@@ -369,7 +358,6 @@ def japanese_line_break(raw: bytes, rng: random.Random) -> bytes | None:
     def html(doc: str) -> str:
         return _edit_html_text(doc, lambda t: ja.sub(lambda m: "<br>".join(_split(m.group(0))), t))
 
-    from .messages import edit_text
     return edit_text(raw, plain=plain, html=html)
 
 
@@ -388,7 +376,6 @@ def katakana_lookalikes(raw: bytes, rng: random.Random) -> bytes | None:
     except Exception:  # noqa: BLE001
         return None
     subject = str(msg["Subject"] or "")
-    from .messages import edit_text
     out = edit_text(raw, plain=swap, html=lambda d: _edit_html_text(d, swap))
     if out is None:
         return None
