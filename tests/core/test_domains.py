@@ -65,7 +65,7 @@ def _is_ip_by_trying(host: str) -> bool:
         return True
     except ValueError:
         pass
-    if any(c in h for c in ":/\\@?#%"):
+    if any(c in h for c in ":/\\@"):
         return False
     try:
         return URL(f"http://{h}/").host_type == HostType.IPV4
