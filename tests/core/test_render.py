@@ -6,7 +6,6 @@ them, QR codes, limits)."""
 from __future__ import annotations
 
 import io
-import random
 from dataclasses import replace
 from pathlib import Path
 

@@ -35,6 +35,8 @@ _STYLED = "[style],[hidden],rt,rp,font[color],[bgcolor]"
 HIDDEN_MARK, RUBY_MARK, GENERATED_MARK = "\ufdd0", "\ufdd1", "\ufdd2"
 _MARKS_RE = re.compile("[\ufdd0-\ufdd2]")
 _NO_MARKS = str.maketrans("", "", "\ufdd0\ufdd1\ufdd2")
+_HIDING_MARKS_RE = re.compile("[\ufdd0\ufdd1]")
+_GENERATED_RE = re.compile("\ufdd2([^\ufdd2]*)\ufdd2")
 _WHITE = (255.0, 255.0, 255.0, 1.0)
 MAX_IMAGES = 200
 MAX_DATA_PICTURES = 8
@@ -57,9 +59,6 @@ class Html:
     obfuscation: list[str] = field(default_factory=list)
     limits: list[str] = field(default_factory=list)
     pictures: list[bytes] = field(default_factory=list)  # data: URI images, for QR decoding
-
-
-_Html = Html  # the former name
 
 
 class _Styles:
@@ -534,20 +533,16 @@ def _conditional_comment_links(html: str, link) -> None:
 def _evidence(text: str, out: Html) -> str:
     """Count hidden and generated text that sat inside a word, then remove the markers."""
     hidden_in_word = ruby_in_word = generated_in_word = 0
-    n = len(text)
-    for m in _MARKS_RE.finditer(text):
+    for m in _HIDING_MARKS_RE.finditer(text):
         i = m.start()
-        mark = text[i]
         before = _neighbour(text, i - 1, -1)
         after = _neighbour(text, i + 1, 1)
-        if mark == HIDDEN_MARK:
+        if text[i] == HIDDEN_MARK:
             hidden_in_word += before.isalpha() and after.isalpha()
-        elif mark == RUBY_MARK:
+        else:  # furigana count only inside Latin words: Japanese ruby is ordinary
             ruby_in_word += before.isascii() and after.isascii() and before.isalpha() and after.isalpha()
-        elif mark == GENERATED_MARK and i + 1 < n:
-            # An opening mark: the generated text glued to a letter on either side.
-            pass
-    for m in re.finditer("\ufdd2([^\ufdd2]*)\ufdd2", text):
+    # Generated text between its two marks, glued to a letter on either side.
+    for m in _GENERATED_RE.finditer(text):
         inner = m.group(1)
         if not inner:
             continue

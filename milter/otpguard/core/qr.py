@@ -9,6 +9,7 @@ never a silent skip."""
 from __future__ import annotations
 
 import io
+import warnings
 
 from .message import Link
 
@@ -23,8 +24,9 @@ def decode(data: bytes, max_pixels: int) -> tuple[list[str], str]:
     except ImportError:  # pragma: no cover - both are dependencies
         return [], "QR decoding unavailable"
     try:
-        Image.MAX_IMAGE_PIXELS = None  # our own bound below, checked before decoding
-        img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own bound is below
+            img = Image.open(io.BytesIO(data))
         width, height = img.size
         if width * height > max_pixels:
             if img.format == "JPEG":
@@ -38,6 +40,8 @@ def decode(data: bytes, max_pixels: int) -> tuple[list[str], str]:
         found = zxingcpp.read_barcodes(img, formats=(zxingcpp.BarcodeFormat.QRCode, zxingcpp.BarcodeFormat.MicroQRCode),
                                        try_rotate=False, try_downscale=True, try_invert=True)
         return [b.text for b in found if b.valid and b.text][:10], ""
+    except Image.DecompressionBombError as exc:  # over Pillow's own bound (2 x 89 Mpixels): no decoding
+        return [], f"picture too large for QR decoding ({exc})"[:200]
     except Exception:  # noqa: BLE001 - Pillow and zxing raise many types on hostile pictures
         return [], ""
 
