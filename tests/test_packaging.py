@@ -196,6 +196,7 @@ mount -t tmpfs tmpfs $B/root/run
 mount -t tmpfs tmpfs $B/root/var/spool/postfix 2>/dev/null || true
 cp "$2" $B/root/tmp/otpguard.deb
 cp "$3" $B/root/tmp/token.eml
+cp "$5" $B/root/tmp/qr.eml
 exec chroot $B/root /bin/bash -eu -c '
   export DEBIAN_FRONTEND=noninteractive PATH=/usr/sbin:/usr/bin:/sbin:/bin
   # A clean root for otpguard: none of it there before (this machine may have tried it by hand).
@@ -213,6 +214,7 @@ exec chroot $B/root /bin/bash -eu -c '
   echo "== spool"; stat -c "%U:%G %a" /var/spool/postfix/otpguard
   echo "== etc"; stat -c "%U:%G %a" /etc/otpguard/otpguard.toml
   echo "== scan"; otpguard scan --json /tmp/token.eml || echo "scan-exit=$?"
+  echo "== qr"; otpguard scan --json /tmp/qr.eml || true
   echo "== serve"
   # As the unit runs it: user otpguard with the supplementary groups postfix and postdrop.
   runuser -u otpguard -g otpguard -G postfix -G postdrop -- otpguard serve --metrics 127.0.0.1:'$4' 2>/tmp/serve.log & pid=$!
@@ -225,9 +227,33 @@ exec chroot $B/root /bin/bash -eu -c '
 """
 
 
-def test_deb_installs_with_dpkg_and_runs(deb: Path, scratch_root: Path) -> None:
+def _qr_mail(path: Path) -> Path:
+    """A brand claim whose only link is in a QR code: decoded by Debian's Pillow and the bundled zxing-cpp."""
+    import base64
+    import io
+
+    import zxingcpp
+    from PIL import Image
+
+    img = zxingcpp.write_barcode_to_image(zxingcpp.create_barcode("https://qr-login-check.top/verify",
+                                                                  zxingcpp.BarcodeFormat.QRCode), scale=4)
+    height, width = memoryview(img).shape
+    png = io.BytesIO()
+    Image.frombytes("L", (width, height), bytes(memoryview(img))).save(png, "PNG")
+    b64 = base64.encodebytes(png.getvalue()).decode()
+    path.write_bytes((
+        "From: \"Amazon\" <no-reply@account-notice-center.top>\r\nSubject: Scan to verify\r\n"
+        "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n"
+        "Your Amazon account has been locked. Scan the code with your phone to verify your account.\r\n"
+        "--b\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        f"{b64}\r\n--b--\r\n").encode())
+    return path
+
+
+def test_deb_installs_with_dpkg_and_runs(deb: Path, scratch_root: Path, tmp_path: Path) -> None:
     res = subprocess.run(["unshare", "-m", "--propagation", "private", "bash", "-c", INSTALL_SCRIPT, "install",
-                          str(scratch_root), str(deb), str(TOKEN), str(free_port())],
+                          str(scratch_root), str(deb), str(TOKEN), str(free_port()),
+                          str(_qr_mail(tmp_path / "qr.eml"))],
                          capture_output=True, text=True, timeout=600)
     out = res.stdout
     assert res.returncode == 0, out[-4000:] + res.stderr[-4000:]
@@ -244,6 +270,8 @@ def test_deb_installs_with_dpkg_and_runs(deb: Path, scratch_root: Path) -> None:
     assert section["etc"] == "root:otpguard 640"
     scan, _, status = section["scan"].rpartition("\n")
     assert status == "scan-exit=1" and [s["name"] for s in json.loads(scan)["symbols"]] == ["TEST_PHISH"]
+    qr_reasons = [s["reason"] for s in json.loads(section["qr"])["symbols"]]
+    assert any("qr-login-check.top" in r for r in qr_reasons), qr_reasons  # Debian's python3-pil decodes it
     assert 'source=system' in section["serve"] and "event=listening" in section["serve"]
     assert section["serve"].endswith("otpguard:postfix 660 socket")
     assert section["remove"] == "removed-keeps-conffiles"

@@ -29,6 +29,9 @@ FROM_DEBIAN = {canonicalize_name(n) for n in (
     "requests-file",  # python3-requests-file
     "filelock",       # python3-filelock
     "idna",           # python3-idna
+    # python3-pil 9.4: decodes attacker pictures (QR codes), so Debian's security updates matter
+    # more than a newer version; its wheel also embeds libjpeg, libtiff and more (lintian).
+    "pillow",
 )}
 
 

@@ -286,6 +286,8 @@ def load_config(path: str | Path) -> Config:
         pdf_max_pages=a.integer("pdf_max_pages", d.pdf_max_pages, 0),
         pdf_max_bytes=a.integer("pdf_max_bytes", d.pdf_max_bytes, 0),
         time_budget_seconds=a.number("time_budget_seconds", d.time_budget_seconds, 0.1),
+        qr_max_images=a.integer("qr_max_images", d.qr_max_images, 0),
+        qr_max_pixels=a.integer("qr_max_pixels", d.qr_max_pixels, 10_000),
     )
     if analysis.max_parse_bytes > analysis.max_message_bytes:
         raise ConfigError(file, "analysis.max_parse_bytes", "must be <= analysis.max_message_bytes")

@@ -10,7 +10,9 @@ from typing import Any, Callable
 from .core import pipeline
 from .config import Config
 from .core.model import INTERNAL_PREFIX, AuthSummary, Decision, Envelope, Hit, Level
+from .core.mime import shrink
 from .core.parse import parse_message
+from .core.qr import qr_links
 from .core.verdict import level_for, score_hits
 
 
@@ -34,11 +36,29 @@ class Engine:
         """Analyse one message's raw bytes (truncated: only a prefix of a larger message)."""
         cfg = self.config.analysis
         if len(raw) > cfg.max_message_bytes:
-            return self.too_large(len(raw))
+            return self.too_large(len(raw), raw, envelope)
+        limits: tuple[str, ...] = ()
         if len(raw) > cfg.max_parse_bytes:
-            raw, truncated = raw[: cfg.max_parse_bytes], True
+            # Large part bodies are cut, not the message's end: a lure after a big
+            # attachment is still read (the prefix alone would not hold it).
+            size = len(raw)
+            cut = shrink(raw, cfg.max_parse_bytes)
+            how = "its front read" if raw.startswith(cut) else "large part bodies cut"
+            raw, truncated = cut, True
+            limits = (f"message of {size} bytes > max_parse_bytes {cfg.max_parse_bytes}: {how}",)
+        elif truncated:
+            limits = ("only a prefix of the message was received for analysis",)
         msg = parse_message(raw, cfg)
+        if limits:
+            msg = replace(msg, limits=limits + msg.limits)
         ctxs = pipeline.contexts(msg, envelope, self.config)
+        if msg.pictures and cfg.qr_max_images and pipeline.claims_brand(ctxs):
+            # QR decoding costs milliseconds per picture: only mail that claims a brand pays.
+            links, notes = qr_links(msg.pictures, cfg.qr_max_images, cfg.qr_max_pixels)
+            if links or notes:
+                msg = replace(msg, links=msg.links + tuple(links[: max(0, cfg.max_links - len(msg.links))]),
+                              limits=msg.limits + tuple(notes))
+                ctxs = pipeline.contexts(msg, envelope, self.config)
         upstream = self._upstream(msg)
         if upstream is not None and upstream.forged:
             for ctx in ctxs:
@@ -92,9 +112,19 @@ class Engine:
         return replace(decision, score=score, level=level, genuine=genuine, policy=matched, notes=notes,
                        hits=tuple(sorted(decision.hits + scored, key=lambda h: (-h.score, h.symbol))))
 
-    def too_large(self, size: int) -> Decision:
-        """The verdict for a message over analysis.max_message_bytes: clean, not analysed."""
+    def too_large(self, size: int, raw: bytes = b"", envelope: Envelope | None = None) -> Decision:
+        """The verdict for a message over analysis.max_message_bytes. With the bytes received
+        (all, or the spooled prefix), its header and the parts a client displays are still
+        analysed, within max_parse_bytes (large part bodies cut): a lure does not escape by
+        carrying a big attachment. Without them: clean, not analysed."""
         cap = self.config.analysis.max_message_bytes
+        if raw:
+            cut = shrink(raw, min(self.config.analysis.max_parse_bytes, cap))
+            decision = self.analyse(cut, envelope or Envelope(), truncated=True)
+            reason = f"partly analysed: {size} bytes > max_message_bytes {cap} (header and displayed parts read)"
+            hit = Hit(symbol="NOT_ANALYSED", strength=1.0, reason=reason)
+            return replace(decision, hits=decision.hits + score_hits([hit], self.config.scoring)[1],
+                           notes=decision.notes + (reason,))
         hit = Hit(symbol="NOT_ANALYSED", strength=1.0, reason=f"not analysed: {size} bytes > max_message_bytes {cap}")
         score, scored = score_hits([hit], self.config.scoring)
         return Decision(level=Level.CLEAN, score=score, analysed=False, hits=scored, notes=(hit.reason,))

@@ -119,9 +119,16 @@ def test_brand_from_contradicted_by_its_envelope_is_flagged(engine):
     assert d.level is not Level.CLEAN
 
 
-def test_oversized_message_is_not_analysed(config):
+def test_oversized_message_is_analysed_on_its_header_and_displayed_front(config):
     eng = Engine(replace(config, analysis=replace(config.analysis, max_message_bytes=1024)), verify=False)
     d = eng.analyse(b"From: a@b.example\r\n\r\n" + b"x" * 2000, _env())
+    assert d.level is Level.CLEAN
+    assert "NOT_ANALYSED" in {h.symbol for h in d.hits}
+    assert any("partly analysed" in n for n in d.notes)
+
+
+def test_oversized_message_with_nothing_received_is_not_analysed(engine):
+    d = engine.too_large(50_000_000)
     assert not d.analysed and d.level is Level.CLEAN
     assert d.hits[0].symbol == "NOT_ANALYSED"
 

@@ -17,7 +17,7 @@ from otpguard.core.charset import decode_bytes
 from otpguard.core.headerfields import decode_header_value, split_address
 from otpguard.core.mime import message_from_bytes
 from otpguard.core.parse import parse_message
-from otpguard.core.urls import _TRAILING_PUNCT, _URL_RE, host_of, text_links
+from otpguard.core.urls import _TRAILING_PUNCT, _URL_RE, host_of, resolve, text_links
 
 LIMITS = AnalysisConfig()
 
@@ -28,7 +28,9 @@ def test_iso_2022_jp_subject_display_name_and_body_are_decoded():
     assert msg.from_[0].display == "Amazon.co.jp"
     assert msg.from_[0].domain == "shop-notice.example"
     assert "不正なログイン" in msg.text
-    assert [link.href for link in msg.links] == ["https://amazon-co-jp.account-check.example/login"]
+    assert [link.href for link in msg.links if link.source != "bare"] == ["https://amazon-co-jp.account-check.example/login"]
+    # "Amazon.co.jp" written in the text is a host name a client links (source "bare").
+    assert [link.href for link in msg.links if link.source == "bare"] == ["http://amazon.co.jp/"]
 
 
 def test_shift_jis_8bit_body_and_header_are_decoded():
@@ -169,7 +171,7 @@ def _same_message(a: email.message.Message, b: email.message.Message) -> bool:
 
 def _finditer_links(text: str, max_links: int) -> list[str]:
     """text_links by the plain definition: every _URL_RE match in order."""
-    return [m.group(0).rstrip(_TRAILING_PUNCT) for m in _URL_RE.finditer(text)][:max_links]
+    return [resolve(m.group(0).rstrip(_TRAILING_PUNCT)) for m in _URL_RE.finditer(text)][:max_links]
 
 
 # Scheme and www pieces, case variants (U+017F is "s" to re.I, U+0130 lowers to two characters),
@@ -317,3 +319,12 @@ def test_a_boundary_made_of_dashes_splits_as_the_stdlib_does():
     raw = (b'Content-Type: multipart/mixed; boundary="--"\r\n\r\n' + b"-" * 5000 + b"\r\n----\r\nA: 1\r\n\r\n"
            + b"-" * 5000 + b"\r\n------\r\n")
     assert _same_message(message_from_bytes(raw), email.message_from_bytes(raw))
+
+
+def test_a_bare_host_is_taken_whole_or_not_at_all():
+    """"Amazon.co.jp:" is not a link (a colon follows), and never the host "Amazon.co" either: the
+    host name is not shortened until something fits."""
+    from otpguard.core.urls import bare_links
+
+    assert bare_links("Subject: Amazon.co.jp: your code", 10, set()) == []
+    assert [link.href for link in bare_links("visit amazon-verify.top.", 10, set())] == ["http://amazon-verify.top/"]

@@ -71,10 +71,26 @@ def claim_to_subject(raw: bytes, rng: random.Random) -> bytes | None:
     return set_header(moved, "Subject", f"Amazon.co.jp: {subject}" if _is_ja(raw) else f"Amazon: {subject}")
 
 
+def _asks_something(raw: bytes) -> bool:
+    """The message has a call to action of its own (a link other than a list footer's, a number to
+    call, an attachment). Lures a mailing list stripped of their links ask nothing: their verdict
+    rests on the trace of their original delivery, which a forward does not carry, and forwarded
+    they are dead letters, not lures."""
+    from otpguard.core.parse import parse_message
+    from otpguard.core.settings import AnalysisConfig
+
+    msg = parse_message(raw, AnalysisConfig())
+    links = [link for link in msg.links if link.source != "bare" and not _LIST_FOOTER.search(link.href)
+             and not _BRAND_HOST.search(link.href)]
+    return bool(links or msg.attachments or msg.forms or _PHONE_LINE.search(msg.text))
+
+
 @transform("forward-as-attachment")
 def forward_as_attachment(raw: bytes, rng: random.Random) -> bytes | None:
     """A person forwards the mail as an attachment (message/rfc822), as clients do on "Forward as
-    attachment": the inner message still speaks as it did."""
+    attachment": the inner message still speaks as it did (and asks what it asked: _asks_something)."""
+    if not _asks_something(raw):
+        return None
     try:
         return wrap_rfc822(raw, outer_from=PERSON, outer_to="hanako@example.org",
                            subject=f"Fwd: {subject_of(raw)}", note="FYI, see the attached message.\n")
@@ -85,7 +101,9 @@ def forward_as_attachment(raw: bytes, rng: random.Random) -> bytes | None:
 @transform("forward-inline")
 def forward_inline(raw: bytes, rng: random.Random) -> bytes | None:
     """A person forwards the mail inline, the way webmail does: their own From and "Fwd:"
-    subject, the original's header block quoted above its text."""
+    subject, the original's header block quoted above its text (see _asks_something)."""
+    if not _asks_something(raw):
+        return None
     display, addr = from_parts(raw)
     subject = subject_of(raw)
     block = (f"---------- Forwarded message ---------\nFrom: {address(display, addr)}\n"
@@ -139,6 +157,8 @@ _ANCHOR = re.compile(r"(?is)<a\b[^>]*\bhref\s*=\s*[\"']?[^\"'\s>]+[^>]*>.*?</a>"
 _URL = re.compile(r"(?:https?://|www\.)[^\s<>\"']+", re.I)
 _PHONE_LINE = re.compile(r"(?im)^.*(?:call|phone|電話|appel|anruf|llam|chiam|ligue|致电|电话).*\+?\d[\d ().-]{7,}\d.*$")
 _LIST_FOOTER = re.compile(r"(?i)mailman|listinfo|mailing list|lists\.")
+# A link to the brand's own site asks nothing a forward could make suspect.
+_BRAND_HOST = re.compile(r"(?i)^[a-z]+://(?:[\w-]+\.)*amazon\.(?:[a-z]{2,3}|co\.[a-z]{2}|com\.[a-z]{2})(?:[/:?#]|$)")
 
 
 @transform("lure-words-removed", applies_to=("phish",))

@@ -13,7 +13,7 @@ from email.utils import formataddr
 
 from otpguard.core.charset import decode_bytes
 
-POLICY = email.policy.default.clone(linesep="\r\n", max_line_length=998)
+POLICY = email.policy.default.clone(linesep="\r\n", max_line_length=998, refold_source="none")
 TextEdit = Callable[[str], str]
 
 

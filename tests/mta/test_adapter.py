@@ -46,7 +46,7 @@ class FakeEngine:
             raise self.error
         return self.decision
 
-    def too_large(self, size: int) -> Decision:
+    def too_large(self, size: int, raw: bytes = b"", envelope=None) -> Decision:
         self.too_large_size = size
         return Decision(level=Level.CLEAN, score=0.0, analysed=False)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import tldextract
+from ada_url import URL, HostType
 
 from .brand import BrandProfile
 from .normalize import clean, fold_lookalike, skeleton
@@ -60,6 +61,9 @@ def host_in(host: str, domains: frozenset[str] | tuple[str, ...]) -> bool:
 
 
 def is_ip(host: str) -> bool:
+    """Is host an IP address as a browser reads one: IPv6, dotted quads, and every IPv4 form
+    the WHATWG host parser accepts (one integer, hex or octal parts, fewer than four parts:
+    3232235777, 0x7f.1, 0300.0250.0.1), by ada-url's parser."""
     h = host.strip("[]")
     if ":" not in h and not h[:1].isdigit():
         return False  # every IPv4 form starts with a digit and IPv6 has colons: no exception to pay for
@@ -68,8 +72,12 @@ def is_ip(host: str) -> bool:
         return True
     except ValueError:
         pass
-    # Browsers also accept integer and dotted hex/octal forms: http://3232235777/, 0x7f.1
-    return bool(re.fullmatch(r"(?:0x[0-9a-f]+|\d+)(?:\.(?:0x[0-9a-f]+|\d+)){1,3}|\d{8,10}", h))
+    if ":" in h or "/" in h or "\\" in h or "@" in h:
+        return False
+    try:
+        return URL(f"http://{h}/").host_type == HostType.IPV4
+    except ValueError:
+        return False
 
 
 def unpunycode(host: str) -> str:

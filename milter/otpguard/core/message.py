@@ -18,7 +18,12 @@ class Address:
 class Link:
     href: str
     text: str  # visible text of the anchor ("" for plain-text links)
-    # html | text | form | image | attachment | qr | area | vml | meta-refresh | script | base
+    # Where the reader finds it: html (an <a> in the displayed HTML) | area | vml (an Outlook
+    # button in a conditional comment) | form | script (onclick, or a script of an attached
+    # page) | meta-refresh | text (a URL written out) | bare (a host name written without a
+    # scheme, "amazon-verify.top/login") | attachment (HTML, SVG, PDF, calendar attachments) |
+    # qr (a QR code in a picture). href is what a browser goes to (the WHATWG serialisation,
+    # resolved against <base href>); hrefs that are no web URL stay as written.
     source: str
 
 
@@ -83,6 +88,9 @@ class ParsedMessage:
     obfuscation: tuple[str, ...] = ()
     # Analysis limits reached (text budget, part count, depth, size cap...): what was not read.
     limits: tuple[str, ...] = ()
+    # Pictures carried by the message (image parts, data: URIs), for QR decoding when the
+    # mail claims a brand (engine.py decides, then qr.py adds their links). Not a fact checks read.
+    pictures: tuple[bytes, ...] = ()
 
     @property
     def headers(self) -> tuple[tuple[str, str], ...]:

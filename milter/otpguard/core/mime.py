@@ -4,6 +4,7 @@ from __future__ import annotations
 import email
 import email.parser
 import re
+from dataclasses import dataclass
 from email.message import Message
 from typing import Callable
 
@@ -153,14 +154,59 @@ def header_fields_only(raw: bytes) -> Message:
         return Message()
 
 
-def walk_leaves(msg: Message, limits: AnalysisConfig, defects: list[str]) -> list[Message]:
-    """Leaf parts, depth-first, bounded in depth and count (iterative: no recursion limit)."""
-    leaves: list[Message] = []
-    stack: list[tuple[Message, int]] = [(msg, 0)]
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    part: Message
+    displayed: bool  # a client shows it in the message view (not an attachment, not a losing alternative)
+    depth: int
+    inner: bool  # inside an attached message (message/rfc822)
+
+
+# A walk looks at no more containers and leaves than this, however the limits are set; the
+# parts themselves are decoded later, within max_parts.
+_HARD_NODES = 10_000
+_HARD_DEPTH = 200
+
+
+def _is_attachment(part: Message) -> bool:
+    return "attachment" in str(part.get("content-disposition", "")).lower()
+
+
+def _preferred(children: list[Message]) -> Message:
+    """The alternative a client shows (RFC 2046 5.1.4: the last one it can display; HTML
+    before plain text, a multipart/related holding the HTML counts as HTML)."""
+    for want in ("text/html", "multipart/"):
+        for child in reversed(children):
+            ctype = child.get_content_type()
+            if ctype == want or (want.endswith("/") and ctype.startswith(want)):
+                return child
+    for child in reversed(children):
+        if child.get_content_type() == "text/plain":
+            return child
+    return children[-1]
+
+
+def walk_leaves(msg: Message, limits: AnalysisConfig, defects: list[str],
+                reached: list[str] | None = None, attached: list[Message] | None = None) -> list[Leaf]:
+    """Leaf parts as a client shows them: the displayed ones first (the preferred alternative,
+    inline parts, in order), then the rest (other alternatives, attachments), at most max_parts.
+
+    Displayed parts deeper than max_depth are still read (the reader sees them); others there
+    are skipped. Iterative: no recursion limit. What a limit left unread is named in reached;
+    the messages inside message/* parts are listed in attached.
+    """
+    reached = reached if reached is not None else []
+    shown: list[Leaf] = []
+    rest: list[Leaf] = []
+    stack: list[tuple[Message, int, bool, bool]] = [(msg, 0, True, False)]
+    nodes = 0
+    deep = False
+    skipped_deep = 0
     while stack:
-        part, depth = stack.pop()
-        if len(leaves) >= limits.max_parts:
-            defects.append("too many parts")
+        part, depth, displayed, inner = stack.pop()
+        nodes += 1
+        if nodes > _HARD_NODES:
+            reached.append(f"more than {_HARD_NODES} MIME nodes: the rest not read")
             break
         try:
             payload = part.get_payload()
@@ -169,9 +215,88 @@ def walk_leaves(msg: Message, limits: AnalysisConfig, defects: list[str]) -> lis
             continue
         if part.is_multipart() and isinstance(payload, list):
             if depth >= limits.max_depth:
-                defects.append("nesting too deep")
+                deep = True
+                if not displayed or depth >= _HARD_DEPTH:
+                    skipped_deep += 1
+                    continue
+            children = [p for p in payload if isinstance(p, Message)]
+            if not children:
                 continue
-            stack.extend((p, depth + 1) for p in reversed(payload) if isinstance(p, Message))
+            ctype = part.get_content_type()
+            is_message = part.get_content_maintype() == "message"
+            if is_message and attached is not None:
+                attached.extend(children[:1])
+            if ctype == "multipart/alternative":
+                pick = _preferred(children)
+                flags = [(c, displayed and c is pick) for c in children]
+                flags.sort(key=lambda cf: not cf[1])  # the shown alternative first
+            else:
+                flags = [(c, displayed and not _is_attachment(c)) for c in children]
+            stack.extend((c, depth + 1, f, inner or is_message) for c, f in reversed(flags))
         else:
-            leaves.append(part)
+            leaf = Leaf(part=part, displayed=displayed and not _is_attachment(part), depth=depth, inner=inner)
+            (shown if leaf.displayed else rest).append(leaf)
+    if deep:
+        defects.append("nesting too deep")
+        if skipped_deep:
+            reached.append(f"MIME nesting deeper than {limits.max_depth}: {skipped_deep} part(s) there not read")
+    leaves = shown + rest
+    if len(leaves) > limits.max_parts:
+        defects.append("too many parts")
+        reached.append(f"{len(leaves)} MIME parts: {len(leaves) - limits.max_parts} not read "
+                       f"(displayed parts first, max_parts {limits.max_parts})")
+        leaves = leaves[: limits.max_parts]
     return leaves
+
+
+_MAX_SHRINK_SEGMENTS = 20_000
+
+
+def shrink(raw: bytes, max_bytes: int) -> bytes:
+    """raw within max_bytes, keeping every part's header block and the start of every body.
+
+    A message over the parse cap is usually one big attachment; cutting its end would also
+    cut what follows the attachment (the lure, in the "big attachment first" trick). Here
+    the text between two lines that start with "--" (every boundary line is one) keeps its
+    header block, and the bodies share what is left: each keeps all of itself or the same
+    cap, the largest that fits (so one big attachment gives up what the others need). A
+    message without such lines, or with a flood of them, keeps its front. base64 and
+    quoted-printable decode a prefix as well as a whole.
+    """
+    if len(raw) <= max_bytes:
+        return raw
+    starts = [0]
+    pos = raw.find(b"\n--")
+    while pos != -1 and len(starts) < _MAX_SHRINK_SEGMENTS:
+        starts.append(pos + 1)
+        pos = raw.find(b"\n--", pos + 3)
+    if pos != -1 or len(starts) == 1:
+        return raw[:max_bytes]
+    starts.append(len(raw))
+    segments: list[tuple[int, int, int]] = []  # (start, body start, end)
+    for a, b in zip(starts, starts[1:]):
+        head_end = _HEADER_END_B.search(raw, a, min(b, a + 65536))
+        segments.append((a, head_end.end() if head_end is not None else a, b))
+    room = max_bytes - sum(body - a for a, body, _ in segments) - 2 * len(segments)
+    if room <= 0:
+        return raw[:max_bytes]
+    lengths = sorted(b - body for _, body, b in segments)
+    cap, used = 0, 0
+    for i, length in enumerate(lengths):  # the largest cap with sum(min(length, cap)) <= room
+        rest = len(lengths) - i
+        if used + length * rest <= room:
+            used += length
+            cap = length
+            continue
+        cap = (room - used) // rest
+        break
+    pieces: list[bytes] = []
+    for a, body, b in segments:
+        if b - body <= cap:
+            pieces.append(raw[a:b])
+        else:
+            pieces.append(raw[a:body + cap] + b"\r\n")
+    return b"".join(pieces)[:max_bytes]
+
+
+_HEADER_END_B = re.compile(rb"\r?\n\r?\n")

@@ -24,6 +24,7 @@ from .checks.brand_claim import BrandClaimCheck
 from .checks.domain_truth import DomainTruthCheck
 from .checks.links import LinkCheck
 from .checks.lures import CODE_KINDS, SYMBOL_OF_KIND, LureCheck
+from .checks.limits import LimitsCheck
 from .checks.obfuscation import ObfuscationCheck
 from .checks.phones import PhoneCheck
 from .checks.test_token import PhishTestTokenCheck
@@ -42,6 +43,7 @@ SUSPICION: tuple[Check, ...] = (
     LinkCheck(),           # where the links really go
     PhoneCheck(),          # whom the reader is asked to call
     ObfuscationCheck(),    # words hidden from filters
+    LimitsCheck(),         # what the analysis limits left unread
 )
 # A claim where the brand is only the topic or a mention ("as seen on Amazon", a subject about
 # Amazon) is weaker evidence than a sender or body that speaks as the brand: its suspicion

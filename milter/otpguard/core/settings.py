@@ -19,6 +19,10 @@ class AnalysisConfig:
     pdf_max_pages: int = 5
     pdf_max_bytes: int = 4 * 1024 * 1024
     time_budget_seconds: float = 10.0
+    # QR codes: decoded only in mail that claims a brand, in at most this many pictures of at
+    # most this many pixels each (0 images = off).
+    qr_max_images: int = 4
+    qr_max_pixels: int = 4_000_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

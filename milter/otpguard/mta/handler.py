@@ -52,8 +52,10 @@ def plan_message(rt: Runtime, msg: CollectedMessage, envelope: Envelope, progres
     budget = rt.config.analysis.time_budget_seconds
     analysis_started = time.monotonic()
     if msg.size > msg.max_message_bytes:
+        # The header and the spooled front of the body are still analysed (engine.too_large).
+        prefix = msg.raw()
+        decision = run_with_deadline(lambda: rt.engine.too_large(msg.size, prefix, envelope), budget)
         raw = b""
-        decision = rt.engine.too_large(msg.size)
     else:
         raw = msg.raw()
         truncated = msg.size > len(raw)

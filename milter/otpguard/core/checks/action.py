@@ -37,12 +37,13 @@ class CallToAction:
 ACTION_WORDS = re.compile(
     r"\b(?:sign ?in|log ?in|login|verify|confirm|update|validate|unlock|restore|reactivate|secure|review|"
     r"check|view (?:account|details|activity|order|payment)|click here|here|continue|proceed|resolve|"
-    r"cancel|manage|claim|redeem|get started|access|open|download|pay|submit|start|go to|visit|"
+    r"cancel|manage|claim|redeem|get started|access|open|download|pay|submit|start|go to|visit|participate|join|"
     r"connexion|se connecter|connectez|vérifier|confirmer|mettre à jour|valider|cliquez|ici|continuer|"
     r"débloquer|anmelden|einloggen|bestätigen|verifizieren|aktualisieren|hier|klicken|weiter|entsperren|"
     r"überprüfen|iniciar sesión|verificar|confirmar|actualizar|aquí|haga clic|continuar|desbloquear|accedi|"
-    r"verifica|conferma|aggiorna|qui|clicca|continua|sblocca|entrar|atualizar|aqui|clique)\b"
-    r"|ログイン|サインイン|確認|認証|更新|変更|解除|こちら|ここ|クリック|手続き|続行|詳細|支払|お支払|登録"
+    r"verifica|conferma|aggiorna|qui|clicca|continua|sblocca|entrar|atualizar|aqui|clique|teilnehmen|gewinnen|"
+    r"participer|participar|partecipa|reclamar|réclamer|einlösen|riscatta|resgatar)\b"
+    r"|ログイン|サインイン|確認|認証|更新|変更|解除|こちら|ここ|クリック|手続き|続行|詳細|支払|お支払|登録|参加|応募|受け取"
     r"|登录|验证|驗證|确认|確認|点击|點擊|这里|這裡|立即|查看", re.I)
 UNSUBSCRIBE_WORDS = re.compile(
     r"unsubscribe|opt[ -]?out|manage (?:your )?(?:preferences|subscriptions?)|email preferences|"
@@ -66,9 +67,10 @@ firebasestorage.app backblazeb2.com wasabisys.com myshopify.com sharepoint.com o
 FREE_HOSTING_HOSTS = frozenset({"script.google.com", "sites.google.com", "docs.google.com", "forms.gle",
                                 "drive.google.com", "storage.googleapis.com", "firebasestorage.googleapis.com"})
 # Attachments a reader opens into something that can ask for a password or run code.
-OPENABLE = re.compile(r"\.(?:html?|shtml|xhtml|svgz?|pdf|zip|rar|7z|gz|iso|img|vhdx?|docm|xlsm|pptm|doc|xls|"
+OPENABLE = re.compile(r"\.(?:html?|shtml|xhtml|svgz?|pdf|zip|rar|7z|gz|iso|img|vhdx?|docm|xlsm|pptm|docx?|xlsx?|rtf|"
                       r"js|jse|vbs|wsf|hta|exe|scr|lnk|one|msi|ics)$", re.I)
-OPENABLE_TYPES = ("text/html", "application/xhtml", "image/svg", "application/pdf", "application/zip",
+OPENABLE_TYPES = ("text/html", "application/xhtml", "image/svg", "application/pdf", "application/zip", "application/rtf",
+                  "text/rtf", "application/msword", "application/vnd.openxmlformats",
                   "application/x-rar", "application/x-7z", "application/java", "application/x-msdownload")
 _DOMAIN_IN_TEXT = re.compile(r"(?:https?://)?((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24})(?![a-z0-9-])", re.I)
 OFF_BRAND_SHARE = 0.5
@@ -149,7 +151,8 @@ def calls_to_action(ctx: "Context") -> list[CallToAction]:
         if not host:
             continue
         if brand.trusts_link(host):
-            on += 1
+            if link.source != "bare":  # "Amazon.co.jp" written in the text is a name, not a link placed
+                on += 1
             continue
         if registered_domain(host) in listed or link.href.strip() in unsubscribe \
                 or (link.text and UNSUBSCRIBE_WORDS.search(link.text)):

@@ -237,11 +237,14 @@ class Context:
 
     @cached_property
     def body_folded_head(self) -> str:
-        """Where a brand signs its mail: the first and the last lines of the body, on the skeleton."""
-        body = self.body_clean
-        if len(body) > _SPEECH_HEAD + _SPEECH_TAIL:
-            body = body[:_SPEECH_HEAD] + "\n" + body[-_SPEECH_TAIL:]
-        return skeleton(body)
+        """Where a brand signs its mail: the first and the last lines of the body and of the
+        attachments' text (a PDF "statement" signs as the brand as a body does), on the skeleton."""
+        parts = []
+        for text in (self.body_clean, self.attachment_clean):
+            if len(text) > _SPEECH_HEAD + _SPEECH_TAIL:
+                text = text[:_SPEECH_HEAD] + "\n" + text[-_SPEECH_TAIL:]
+            parts.append(text)
+        return skeleton("\n".join(p for p in parts if p))
 
     # --- what the message asks the reader to do
     @cached_property

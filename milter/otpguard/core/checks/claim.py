@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from ..domains import osa_distance
+from ..domains import lookalike, osa_distance
 from ..normalize import clean, skeleton
 
 if TYPE_CHECKING:
@@ -109,8 +109,7 @@ def find_claim(ctx: "Context") -> Claim:
             c.speech.append("signature")
         if copyright_.search(body):
             c.speech.append("copyright")
-    if any(ctx.names_brand(clean(" ".join((i.alt, i.title, i.src.rsplit("/", 1)[-1].replace("_", " ")
-                                                      .replace("-", " ")))))
+    if any(_is_logo(ctx, i.alt) or _is_logo(ctx, i.title) or _is_logo(ctx, _file_words(i.src))
            for i in msg.images[:50]):
         c.speech.append("logo")
     if msg.title and ctx.names_brand(clean(msg.title)):
@@ -126,8 +125,16 @@ def find_claim(ctx: "Context") -> Claim:
             c.medium.append("subject")
     elif not forwarded and ctx.names_product(subject) and _from_brand(ctx, subject, products=True):
         c.speech.append("subject")
-    if any(ctx.names_brand(clean(m.subject)) for m in msg.inner_messages[:5]):
-        c.medium.append("inner-subject")
+    for inner in msg.inner_messages[:5]:
+        sub = clean(inner.subject)
+        # The forwarded message's own subject speaks as the brand as its subject did.
+        if ctx.names_brand(sub):
+            speaks = ctx.addresses_customer(sub) or _from_brand(ctx, sub)
+            (c.speech if speaks else c.medium).append("inner-subject")
+            break
+        if ctx.names_product(sub) and _from_brand(ctx, sub, products=True):
+            c.speech.append("inner-subject")
+            break
     body_named = ctx.mentions_brand(ctx.body_clean) or ctx.mentions_brand(ctx.attachment_clean)
     if body_named:
         if ctx.addresses_customer(ctx.body_clean) or ctx.addresses_customer(ctx.attachment_clean):
@@ -165,6 +172,29 @@ def _speaker_pattern(forms: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"\s*(?:(?:re|fw|fwd|tr|wg|aw|rv|sv)\s*:\s*)*(?:[【\[(「]\s*{brand}\s*[】\])」]|{brand}\s*[:：|｜\-–—])")
 
 
+# Words a logo's name may hold beside the brand ("Amazon logo", "amazon-jp-logo.png").
+_LOGO_WORDS = frozenset({"logo", "the", "jp", "co", "com", "de", "fr", "uk", "new", "img", "image", "png", "gif", "jpg",
+                         "jpeg", "svg", "webp", "header", "top", "small", "large", "white", "black", "email", "mail"})
+_NAME_WORDS = re.compile(r"[^\W\d_]+")
+
+
+def _file_words(src: str) -> str:
+    return src.rsplit("/", 1)[-1].split("?", 1)[0].replace("_", " ").replace("-", " ").replace(".", " ")
+
+
+def _is_logo(ctx: "Context", name: str) -> bool:
+    """An image named as the brand's logo: the brand's name and at most two other words. An ad
+    or badge that mentions the brand ("In association with Amazon.com") is not its logo."""
+    if not name:
+        return False
+    cleaned = clean(name)
+    if not ctx.names_brand(cleaned):
+        return False
+    rest = ctx.brand_re.pattern.sub(" ", ctx.folded(cleaned))
+    others = [w for w in _NAME_WORDS.findall(rest) if w not in _LOGO_WORDS]
+    return len(others) <= 2
+
+
 def _brand_in_local_part(ctx: "Context") -> bool:
     """The brand in a foreign address's local part: support-amazon@x, arnazon-jp@x (a one-letter
     change of a stem counts too: the reader sees the brand)."""
@@ -187,6 +217,8 @@ def _inner_from_claims(ctx: "Context") -> bool:
     brand = ctx.brand
     for inner in ctx.msg.inner_messages[:5]:
         for a in inner.from_:
-            if brand.owns(a.domain) or ctx.names_brand(clean(a.display)):
+            display = clean(a.display)
+            if brand.owns(a.domain) or ctx.names_brand(display) or ctx.names_product(display) \
+                    or (a.domain and lookalike(a.domain, brand) is not None):
                 return True
     return False
