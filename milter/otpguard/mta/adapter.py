@@ -29,7 +29,7 @@ from ..core.model import Envelope
 from ..ops import logs
 from . import actions as act
 from . import handler
-from .runtime import Runtime, count_in_flight, get_runtime
+from .runtime import Runtime, count_in_flight, enter_runtime, get_runtime, leave_runtime
 from .sockets import libmilter_spec
 from .spool import CollectedMessage, Spool
 
@@ -146,7 +146,13 @@ class OtpGuardMilter(Milter.Base):
     # --- end of message -------------------------------------------------------------------
     def eom(self) -> int:
         """Analyse, plan, apply; any failure answers per milter.on_error."""
-        rt = get_runtime()
+        rt = enter_runtime()
+        try:
+            return self._eom(rt)
+        finally:
+            leave_runtime(rt)
+
+    def _eom(self, rt: Runtime) -> int:
         msg = self._msg
         started = msg.started if msg is not None else time.monotonic()
         queue_id = self._queue_id()

@@ -27,6 +27,7 @@ class Runtime:
     engine: EngineLike
     metrics: Any = None      # otpguard.ops.metrics.Metrics or None
     bursts: Any = None       # otpguard.ops.bursts.BurstTracker or None
+    pool: Any = None         # otpguard.mta.pool.WorkerPool (milter.workers > 1) or None: analyse here
 
 
 _runtime: Runtime | None = None
@@ -45,6 +46,22 @@ def get_runtime() -> Runtime:
     if _runtime is None:
         raise RuntimeError("otpguard milter used before set_runtime()")
     return _runtime
+
+
+def enter_runtime() -> Runtime:
+    """The runtime in use, held for one end of message: its worker pool stays open until
+    leave_runtime(). A pool closed by a reload in between means a newer runtime: take that one,
+    whole, so no message mixes two configurations."""
+    while True:
+        rt = get_runtime()
+        if rt.pool is None or rt.pool.enter():
+            return rt
+
+
+def leave_runtime(rt: Runtime) -> None:
+    """The end of message that entered rt is done with it."""
+    if rt.pool is not None:
+        rt.pool.leave()
 
 
 def in_flight() -> int:
