@@ -46,7 +46,7 @@ def work() -> Iterator[Path]:
     try:
         yield path
     finally:
-        if not os.environ.get("KEEP_WORK"): shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass

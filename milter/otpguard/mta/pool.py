@@ -52,6 +52,7 @@ from ..core.model import Decision, Envelope
 from ..ops import logs
 from . import codec, wire
 from .deadline import AnalysisTimeout
+from .runtime import RuntimeReplaced
 from .spool import CollectedMessage
 from .worker import SLOT, EngineFactory, WorkerSpec
 from .zygote import Zygote
@@ -194,7 +195,7 @@ class WorkerPool:
         self.max_slots = max(MIN_SLOTS, -(-TOTAL_SLOTS // count))
         self.workers: list[_Worker] = []
         self._cond = threading.Condition(threading.Lock())
-        self._users = 0
+        self._in_use = 0  # analyses in progress (busy slots of all workers)
         self.started = False
         self.retired = False
         self.closed = False
@@ -241,30 +242,20 @@ class WorkerPool:
         self.supervisor.pool_started(self)
         return self
 
-    def enter(self) -> bool:
-        """A message starts using this pool; False once it is closed (use the current one)."""
-        with self._cond:
-            if self.closed:
-                return False
-            self._users += 1
-            return True
-
-    def leave(self) -> None:
-        """The message is done with this pool; a retired pool closes with its last message."""
-        with self._cond:
-            self._users -= 1
-            last = self.retired and self._users == 0
-        if last:
-            self.close()
-
     def retire(self) -> None:
-        """Replaced by a new pool (SIGHUP): close once the messages using it are done."""
+        """Replaced by a new pool (SIGHUP): close once the analyses it holds are done."""
         with self._cond:
             self.retired = True
-            idle = self._users == 0
+            idle = self._in_use == 0
         self.supervisor.refresh_gauge()
         if idle:
             self.close()
+
+    def _done_with(self, w: _Worker) -> bool:
+        """One analysis less on w (under the lock); True when a retired pool can close now."""
+        w.busy -= 1
+        self._in_use -= 1
+        return self.retired and self._in_use == 0
 
     def close(self) -> None:
         """Stop every worker: closing a control socket ends its worker."""
@@ -325,24 +316,25 @@ class WorkerPool:
         """An idle slot of the least busy worker, or a new one; wait for one until the deadline."""
         with self._cond:
             while True:
-                if self.closed:
-                    raise WorkerLost("the analysis workers of this configuration were stopped")
+                if self.closed:  # retired by a reload before this message began its analysis
+                    raise RuntimeReplaced()
                 best = None
                 for w in self.workers:
                     if w.state == READY and (best is None or w.busy < best.busy):
                         best = w
                 if best is not None and best.busy < self.max_slots:
-                    best.busy += 1
                     if best.idle:
-                        return best, best.idle.pop()
-                    try:
-                        slot = self._new_slot(best)
-                    except OSError:  # it just died; the supervisor is told by its socket
-                        best.busy -= 1
-                        best.state = DEAD
-                        self._drop_idle(best)
-                        continue
-                    best.slots += 1
+                        slot = best.idle.pop()
+                    else:
+                        try:
+                            slot = self._new_slot(best)
+                        except OSError:  # it just died; the supervisor is told by its socket
+                            best.state = DEAD
+                            self._drop_idle(best)
+                            continue
+                        best.slots += 1
+                    best.busy += 1
+                    self._in_use += 1
                     return best, slot
                 # A worker that ended but is not accounted for yet gets a replacement soon.
                 if best is None and not any(w.state == STARTING or (w.state == DEAD and not w.ended)
@@ -372,18 +364,20 @@ class WorkerPool:
 
     def _release(self, w: _Worker, slot: socket.socket) -> None:
         with self._cond:
-            w.busy -= 1
+            last = self._done_with(w)
             keep = w.state == READY and not self.closed
             if keep:
                 w.idle.append(slot)
             self._cond.notify()
         if not keep:
             slot.close()
+        if last:
+            self.close()
 
     def _overran(self, w: _Worker, slot: socket.socket, budget: float) -> None:
         """Its message overran the budget: kill the worker (it is replaced) and forget the slot."""
         with self._cond:
-            w.busy -= 1
+            last = self._done_with(w)
             if w.state != DEAD:
                 w.state, w.reason, w.guilty = DEAD, "overran", slot
                 w.cause = f"killed: a message overran the {budget:g} s time budget"
@@ -395,17 +389,21 @@ class WorkerPool:
                         pass
             self._cond.notify_all()
         slot.close()
+        if last:
+            self.close()
 
     def _lost(self, w: _Worker, slot: socket.socket) -> bool:
         """The worker ended while it held this message; True if it was killed for another one."""
         with self._cond:
-            w.busy -= 1
+            last = self._done_with(w)
             innocent = w.reason == "overran" and w.guilty is not slot
             if w.state != DEAD:
                 w.state = DEAD
                 self._drop_idle(w)
             self._cond.notify_all()
         slot.close()
+        if last:
+            self.close()
         return innocent
 
     def _drop_idle(self, w: _Worker) -> None:

@@ -48,20 +48,10 @@ def get_runtime() -> Runtime:
     return _runtime
 
 
-def enter_runtime() -> Runtime:
-    """The runtime in use, held for one end of message: its worker pool stays open until
-    leave_runtime(). A pool closed by a reload in between means a newer runtime: take that one,
-    whole, so no message mixes two configurations."""
-    while True:
-        rt = get_runtime()
-        if rt.pool is None or rt.pool.enter():
-            return rt
-
-
-def leave_runtime(rt: Runtime) -> None:
-    """The end of message that entered rt is done with it."""
-    if rt.pool is not None:
-        rt.pool.leave()
+class RuntimeReplaced(Exception):
+    """The runtime a message started its end of message with was replaced (SIGHUP) and its
+    analysis workers stopped before the message's analysis began: start over, whole, with the
+    runtime in use now, so no message mixes two configurations (mta/pool.py)."""
 
 
 def in_flight() -> int:

@@ -191,7 +191,7 @@ class Server:
         runtime.set_runtime(runtime.Runtime(config=config, engine=engine, metrics=self.metrics, bursts=bursts,
                                             pool=workers))
         if old is not None:
-            old.retire()  # closes once the messages that entered it are done
+            old.retire()  # closes once the analyses it holds are done
         # The same [state] keeps its store across reloads: in-memory burst counts survive SIGHUP.
         self._store, self._store_cfg = store, store_cfg
         self.config = config
@@ -434,7 +434,11 @@ def run(args: argparse.Namespace) -> int:
     if pool.worker_count(config.milter, usable) >= pool.POOL_FROM:
         from .zygote import Zygote
 
-        zygote = Zygote.start(_build_engine)
+        try:
+            zygote = Zygote.start(_build_engine)
+        except OSError as exc:  # fork refused: no memory, a process limit
+            print(f"otpguard: cannot start the analysis workers (milter.workers): {exc}", file=sys.stderr)
+            return 1
     if (cpus := pin_cpus(config.milter.cpu_affinity)) is not None:
         logs.event("cpu_affinity", cpus=list(cpus), setting=config.milter.cpu_affinity)
     metrics = None

@@ -96,8 +96,9 @@ class CollectedMessage:
         parts = []
         for name, value in self.headers:
             # Postfix passes folded values with bare LF (or CRLF) before continuation lines.
-            v = value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-            parts.append(name.encode("ascii", "replace") + b": " + v + b"\r\n")
+            if b"\n" in value:
+                value = value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            parts += (name.encode("ascii", "replace"), b": ", value, b"\r\n")
         parts.append(b"\r\n")
         return b"".join(parts)
 

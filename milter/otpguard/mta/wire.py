@@ -29,6 +29,8 @@ REPLY = struct.Struct("<BI")
 TRUNCATED, BODY_IN_FILE = 1, 2
 OK, FAILED = 0, 1
 _FD_SPACE = socket.CMSG_SPACE(array.array("i").itemsize)
+FIRST_READ = 1 << 16  # an ordinary message, its envelope and header in one read
+REPLY_READ = 1 << 14  # a decision with its reasons: a few hundred bytes, rarely more
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,7 +72,7 @@ def recv_reply(sock: socket.socket, deadline: float) -> tuple[int, bytes]:
         if remaining <= 0:
             raise TimeoutError("no reply before the deadline")
         sock.settimeout(remaining)
-        chunk = sock.recv(max(65536, need - len(buf)))
+        chunk = sock.recv(max(REPLY_READ, need - len(buf)))
         if not chunk:
             raise ConnectionError("the worker closed the connection")
         buf += chunk
@@ -99,29 +101,38 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
 
 
 def recv_request(sock: socket.socket) -> Request | None:
-    """The next message, or None when the milter closed the slot."""
-    head, ancillary, msg_flags, _ = sock.recvmsg(REQUEST.size, _FD_SPACE)
+    """The next message, or None when the milter closed the slot.
+
+    One recvmsg() reads an ordinary message whole (header, envelope and bytes arrive together,
+    sent by one sendmsg()); a larger one takes the rest with MSG_WAITALL.
+    """
+    chunk, ancillary, _, _ = sock.recvmsg(FIRST_READ, _FD_SPACE)
     fds = [fd for level, kind, payload in ancillary
            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
            for fd in array.array("i", payload[: len(payload) - len(payload) % 4])]
     try:
-        if not head:
+        if not chunk:
             return None
-        if len(head) < REQUEST.size:
-            rest = _recv_exact(sock, REQUEST.size - len(head))
+        if len(chunk) < REQUEST.size:
+            rest = _recv_exact(sock, REQUEST.size - len(chunk))
             if rest is None:
                 return None
-            head += rest
-        env_len, data_len, body_len, flags = REQUEST.unpack(head)
-        envelope = _recv_exact(sock, env_len)
-        data = _recv_exact(sock, data_len)
-        if envelope is None or data is None:
-            return None
+            chunk += rest
+        env_len, data_len, body_len, flags = REQUEST.unpack_from(chunk)
+        need = REQUEST.size + env_len + data_len
+        if len(chunk) < need:
+            rest = _recv_exact(sock, need - len(chunk))
+            if rest is None:
+                return None
+            chunk += rest
+        elif len(chunk) > need:
+            raise ConnectionError("the milter sent a second request before the answer to the first")
+        start = REQUEST.size + env_len
         body_fd = fds.pop(0) if flags & BODY_IN_FILE and fds else None
         if flags & BODY_IN_FILE and body_fd is None:
             raise ConnectionError("a spooled message arrived without its file")
-        return Request(envelope=envelope, data=data, body_fd=body_fd, body_len=body_len,
-                       truncated=bool(flags & TRUNCATED))
+        return Request(envelope=chunk[REQUEST.size:start], data=chunk[start:need], body_fd=body_fd,
+                       body_len=body_len, truncated=bool(flags & TRUNCATED))
     finally:
         for fd in fds:  # anything unexpected is closed, never leaked
             os.close(fd)
