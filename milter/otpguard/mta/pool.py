@@ -161,7 +161,7 @@ class WorkerStartError(Exception):
 class _Worker:
     """A worker process: its control socket, its slots, how busy it is, how it ended."""
 
-    __slots__ = ("number", "pool", "ctl", "pid", "state", "idle", "slots", "busy", "reason", "cause",
+    __slots__ = ("number", "pool", "ctl", "pid", "cpu", "state", "idle", "slots", "busy", "reason", "cause",
                  "guilty", "ended", "token", "problem", "replacing")
 
     def __init__(self, number: int, pool: "WorkerPool", *, replacing: str | None = None) -> None:
@@ -169,6 +169,7 @@ class _Worker:
         self.pool = pool
         self.ctl: socket.socket | None = None
         self.pid: int | None = None
+        self.cpu: int | None = None  # the CPU it keeps its threads on (milter.cpu_affinity), None: any
         self.state = STARTING
         self.idle: list[socket.socket] = []
         self.slots = 0  # slots made (idle + busy)
@@ -209,7 +210,8 @@ class WorkerPool:
     def spec(self, number: int) -> bytes:
         """What worker `number` is started with."""
         return pickle.dumps(WorkerSpec(worker=number, generation=self.generation, config=self.config,
-                                       metrics=self.supervisor.metrics is not None),
+                                       metrics=self.supervisor.metrics is not None,
+                                       cpu_affinity=self.supervisor.cpu_affinity),
                             protocol=pickle.HIGHEST_PROTOCOL)
 
     # --- life ---------------------------------------------------------------------------------
@@ -438,10 +440,12 @@ class Supervisor:
     closes if no report can come (it never said it started, or its zygote was lost).
     """
 
-    def __init__(self, zygote: Zygote, factory: EngineFactory, metrics: Any = None) -> None:
+    def __init__(self, zygote: Zygote, factory: EngineFactory, metrics: Any = None, *,
+                 cpu_affinity: str = "none") -> None:
         self.zygote: Any = zygote
         self.factory = factory
         self.metrics = metrics
+        self.cpu_affinity = cpu_affinity  # as the milter started: worker.pin
         self._lock = threading.Lock()
         self._by_fd: dict[int, _Worker] = {}
         self._by_pid: dict[int, _Worker] = {}
@@ -495,7 +499,7 @@ class Supervisor:
 
     def pool_started(self, pool: WorkerPool) -> None:
         logs.event("workers", count=pool.count, generation=pool.generation, pids=[w.pid for w in pool.workers],
-                   slots_per_worker=pool.max_slots)
+                   cpus=["any" if w.cpu is None else w.cpu for w in pool.workers], slots_per_worker=pool.max_slots)
         self.refresh_gauge()
 
     def refresh_gauge(self) -> None:
@@ -587,7 +591,7 @@ class Supervisor:
             return
         kind, *args = pickle.loads(data)
         if kind == "started":
-            w.pid = int(args[0])
+            w.pid, w.cpu = int(args[0]), args[1]
             with self._lock:
                 self._by_pid[w.pid] = w
                 early = self._early_exits.pop(w.pid, None)

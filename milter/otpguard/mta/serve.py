@@ -202,7 +202,8 @@ class Server:
         if self.zygote is None or count < pool.POOL_FROM:
             return None
         if self.supervisor is None:
-            self.supervisor = pool.Supervisor(self.zygote, _build_engine, self.metrics)
+            self.supervisor = pool.Supervisor(self.zygote, _build_engine, self.metrics,
+                                              cpu_affinity=self.config.milter.cpu_affinity)
         self.generation += 1
         return self.supervisor.pool(config, count, self.generation)
 

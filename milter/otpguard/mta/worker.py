@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..config import Config
+from ..config import Config, cpu_list
 from ..core.model import Decision, Envelope
 from ..ops import logs
 from . import codec, wire
@@ -40,6 +40,7 @@ class WorkerSpec:
     generation: int  # the pool's number: 1 at start, +1 per reload
     config: Config
     metrics: bool  # report the engine's metric calls back to the milter
+    cpu_affinity: str = "none"  # milter.cpu_affinity as the milter started with it (see pin)
 
 
 def control_message(kind: str, *args: Any) -> bytes:
@@ -112,9 +113,36 @@ def serve_slot(sock: socket.socket, engine: Any, recorder: CallRecorder | None) 
                 return  # the milter went away
 
 
+def pin(number: int, setting: str) -> int | None:
+    """Keep this worker's threads on one CPU per milter.cpu_affinity; the CPU, or None (any).
+
+    The reason is the one for the milter process (serve.pin_cpus): the threads of one Python
+    process pass the GIL around, and a hand-off to a thread on another CPU costs a cross-CPU
+    wake-up. "auto" gives worker 1 the lowest CPU, worker 2 the next, and so on round the
+    CPUs the service may use (the milter process keeps the highest: worker 1, the busiest as
+    the least busy worker is taken first, does not share it on a host of two or more CPUs).
+    A list of CPUs is shared out the same way; "none" pins nothing. Call it before any thread
+    starts: threads inherit it.
+    """
+    try:
+        wanted = cpu_list(setting)
+        allowed = sorted(os.sched_getaffinity(0))
+    except (ValueError, OSError, AttributeError):
+        return None
+    cpus = allowed if wanted is None else [c for c in wanted or () if c in allowed]
+    if not cpus or (wanted is None and len(allowed) < 2):
+        return None
+    cpu = cpus[(number - 1) % len(cpus)]
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError:  # e.g. a seccomp filter: the milter process has said so in its log
+        return None
+    return cpu
+
+
 def run(ctl: socket.socket, spec: WorkerSpec, factory: EngineFactory) -> int:
     """The worker's life; returns its exit status."""
-    ctl.send(control_message("started", os.getpid()))
+    ctl.send(control_message("started", os.getpid(), pin(spec.worker, spec.cpu_affinity)))
     config = spec.config
     logs.setup(config.logging.level, config.logging.format)
     recorder = CallRecorder() if spec.metrics else None
