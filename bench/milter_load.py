@@ -13,14 +13,18 @@ main process and workers), of the clients, and of everything else on the machine
 Variants run in rotating order, --rounds times each; the figures are medians.
 
   otpguard-1        workers = 1: analysis on the milter's own threads (unix socket)
-  otpguard-pool1    workers = 1 through the worker path: a pool of one worker process. Its CPU
-                    per message minus otpguard-1's is the hand-off's cost (target < 0.1 ms)
+  otpguard-pool1    workers = 1 through the worker path: a pool of one worker process, on
+                    another CPU than the milter process (cpu_affinity = "auto"). Its CPU per
+                    message minus otpguard-1's is the hand-off's cost (target < 0.1 ms), with
+                    the cross-CPU wake-ups that using a second core takes
+  otpguard-pool1-onecpu  the same with the worker on the milter process's CPU: the hand-off
+                    alone
   otpguard-2        workers = 2 (unix socket)
   otpguard-2-inet   workers = 2 on inet loopback, the transport rspamd's proxy uses
   rspamd            rspamd's proxy in milter mode on inet loopback (bench/rspamd.py: Debian's
                     rspamd, default rules, DNS answered NXDOMAIN by a local dnsmasq), if installed
-  null-1, null-pool1  an engine that answers "clean" at once, in the milter process and behind a
-                    pool of one worker: the hand-off's cost without the analysis around it
+  null-1, null-pool1, null-pool1-onecpu  an engine that answers "clean" at once, in the milter
+                    process and behind a pool of one worker: the hand-off without the analysis
 
 Every otpguard runs the shipped config with auth.verify = false (no DNS) and /metrics on.
 
@@ -42,7 +46,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (DEFAULT_CORPUS, PY, OtpguardServer, free_port, load_messages, machine_busy, median,  # noqa: E402
-                    milter_config, scrape_messages, shared_tmpdir, stop_all, tree_cpu)
+                    milter_config, process_cpu, scrape_messages, shared_tmpdir, stop_all, tree_cpu)
 from milter_inet import BOOT  # noqa: E402  (otpguard serve with a stand-in engine)
 from rspamd import RspamdServer, rspamd_available  # noqa: E402
 from support.milterproto import Conversation, message_script, split  # noqa: E402
@@ -50,11 +54,13 @@ from support.milterproto import Conversation, message_script, split  # noqa: E40
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = {"otpguard-1": "otpguard, workers = 1 (in the milter process)",
           "otpguard-pool1": "otpguard, one worker process (the worker path)",
+          "otpguard-pool1-onecpu": "otpguard, one worker process on the milter's CPU",
           "otpguard-2": "otpguard, workers = 2",
           "otpguard-2-inet": "otpguard, workers = 2, inet",
           "rspamd": "rspamd proxy (milter mode), inet",
           "null-1": "no analysis, in the milter process",
-          "null-pool1": "no analysis, one worker process"}
+          "null-pool1": "no analysis, one worker process",
+          "null-pool1-onecpu": "no analysis, one worker process on the milter's CPU"}
 DEFAULT_VARIANTS = tuple(LABELS)
 HANDOFF_TARGET_MS = 0.1
 TARGET_VS_ONE, TARGET_VS_RSPAMD = 1.3, 1.2
@@ -95,6 +101,7 @@ def _client(conn: "multiprocessing.connection.Connection") -> None:
 class Series:
     rates: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)  # milter tree, ms per message
+    main: list[float] = field(default_factory=list)  # of which the milter process itself (otpguard)
     client: list[float] = field(default_factory=list)
     others: list[float] = field(default_factory=list)  # share of the machine used by others
     loads: list[float] = field(default_factory=list)  # 1-minute load average before the run
@@ -140,11 +147,13 @@ class Clients:
 
 
 def start_otpguard(work: Path, name: str, *, workers: int, pool_from: int | None = None, null: bool = False,
-                   inet: bool = False) -> tuple[OtpguardServer, int]:
+                   inet: bool = False, one_cpu: bool = False) -> tuple[OtpguardServer, int]:
     spec = f"inet:127.0.0.1:{free_port()}" if inet else f"unix:{work}/sock/{name}.sock"
     port = free_port()
-    cfg = milter_config(work / f"{name}.toml", spec, metrics_port=port,
-                        changes={'workers = "auto"': f"workers = {workers}"})
+    changes = {'workers = "auto"': f"workers = {workers}"}
+    if one_cpu:  # the milter process and its worker on the CPU "auto" gives the milter process
+        changes['cpu_affinity = "auto"'] = f'cpu_affinity = "{max(os.sched_getaffinity(0))}"'
+    cfg = milter_config(work / f"{name}.toml", spec, metrics_port=port, changes=changes)
     env = {"PYTHONPATH": str(ROOT / "milter")}
     if pool_from is not None:
         env["OTPGUARD_BENCH_POOL_FROM"] = str(pool_from)
@@ -184,8 +193,10 @@ def main() -> int:
     dns = rspamd = None
     try:
         plans = {"otpguard-1": dict(workers=1), "otpguard-pool1": dict(workers=1, pool_from=1),
+                 "otpguard-pool1-onecpu": dict(workers=1, pool_from=1, one_cpu=True),
                  "otpguard-2": dict(workers=2), "otpguard-2-inet": dict(workers=2, inet=True),
-                 "null-1": dict(workers=1, null=True), "null-pool1": dict(workers=1, pool_from=1, null=True)}
+                 "null-1": dict(workers=1, null=True), "null-pool1": dict(workers=1, pool_from=1, null=True),
+                 "null-pool1-onecpu": dict(workers=1, pool_from=1, null=True, one_cpu=True)}
         for name in wanted:
             if name in plans:
                 servers[name], ports[name] = start_otpguard(work, name, **plans[name])  # type: ignore[arg-type]
@@ -208,14 +219,15 @@ def main() -> int:
             for name in order:
                 s = results[name]
                 load = os.getloadavg()[0]
-                busy0, cpu0 = machine_busy(), tree_cpu(pids[name])
+                busy0, cpu0, main0 = machine_busy(), tree_cpu(pids[name]), process_cpu(pids[name])
                 seconds, client_cpu, finals, done = clients.run(addresses[name], args.messages, args.per_connection,
                                                                 rnd * args.messages)
-                cpu1, busy1 = tree_cpu(pids[name]), machine_busy()
+                cpu1, main1, busy1 = tree_cpu(pids[name]), process_cpu(pids[name]), machine_busy()
                 milter_cpu = cpu1 - cpu0
                 others = max(0.0, (busy1 - busy0) - milter_cpu - client_cpu) / (seconds * (os.cpu_count() or 1))
                 s.rates.append(done / seconds)
                 s.cpu.append(milter_cpu * 1000 / done)
+                s.main.append((main1 - main0) * 1000 / done)
                 s.client.append(client_cpu * 1000 / done)
                 s.others.append(others)
                 s.loads.append(load)
@@ -249,13 +261,13 @@ def report(args: argparse.Namespace, results: dict[str, Series], raws: list[byte
           f"each, {args.messages} messages per run ({len(raws)} corpus messages, "
           f"{sum(map(len, raws)) / len(raws) / 1024:.1f} KiB avg), median of {args.rounds} runs")
     print(f"otpguard sanity (/metrics): {'; '.join(checks)}")
-    print("| variant | msgs/s (median) | runs | CPU ms/msg: milter (all processes) | clients "
-          "| others' share of the CPUs | load before |")
-    print("|---|---:|---|---:|---:|---:|---|")
+    print("| variant | msgs/s (median) | runs | CPU ms/msg: milter (all processes) | of which the milter "
+          "process | clients | others' share of the CPUs | load before |")
+    print("|---|---:|---|---:|---:|---:|---:|---|")
     for name, s in results.items():
         print(f"| {LABELS[name]} | {median(s.rates):.1f} | {' '.join(f'{r:.0f}' for r in s.rates)} "
-              f"| {median(s.cpu):.3f} | {median(s.client):.3f} | {median(s.others) * 100:.0f}% "
-              f"| {' '.join(f'{x:.2f}' for x in s.loads)} |")
+              f"| {median(s.cpu):.3f} | {median(s.main):.3f} | {median(s.client):.3f} "
+              f"| {median(s.others) * 100:.0f}% | {' '.join(f'{x:.2f}' for x in s.loads)} |")
     print("answers: " + "; ".join(f"{name}: " + ", ".join(f"{k.decode()}={v}" for k, v in sorted(s.finals.items()))
                                   for name, s in results.items()))
 
@@ -270,11 +282,16 @@ def report(args: argparse.Namespace, results: dict[str, Series], raws: list[byte
         verdict = f"  target >= {target}: {'met' if ra / rb >= target else 'NOT met'}" if target else ""
         print(f"{a} / {b}: {ra / rb:.2f}x (per round: {per_round}){verdict}")
 
+    if "otpguard-2" in results:
+        main = median(results["otpguard-2"].main)
+        print(f"the milter process of otpguard-2 spends {main:.3f} ms per message: one core would carry it "
+              f"to about {1000 / main:.0f} msgs/s whatever the number of workers")
     ratio("otpguard-2", "otpguard-1", TARGET_VS_ONE)
     ratio("otpguard-2", "rspamd", TARGET_VS_RSPAMD)
     ratio("otpguard-2-inet", "rspamd", TARGET_VS_RSPAMD)
     ratio("otpguard-1", "rspamd")
-    for a, b in (("otpguard-pool1", "otpguard-1"), ("null-pool1", "null-1")):
+    for a, b in (("otpguard-pool1", "otpguard-1"), ("otpguard-pool1-onecpu", "otpguard-1"),
+                 ("null-pool1", "null-1"), ("null-pool1-onecpu", "null-1")):
         if a in results and b in results:
             extra = median(results[a].cpu) - median(results[b].cpu)
             rounds = " ".join(f"{x - y:+.3f}" for x, y in zip(results[a].cpu, results[b].cpu))
