@@ -106,6 +106,7 @@ def test_running_milter_threads_share_the_configured_cpu():
         shutil.rmtree(work, ignore_errors=True)
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(len(CPUS) < 2, reason="one CPU: nothing to choose between")
 @pytest.mark.parametrize("setting", ["auto", "none"])
 def test_each_analysis_worker_keeps_its_threads_on_one_cpu(setting):

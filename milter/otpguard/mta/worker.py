@@ -144,7 +144,7 @@ def run(ctl: socket.socket, spec: WorkerSpec, factory: EngineFactory) -> int:
     """The worker's life; returns its exit status."""
     ctl.send(control_message("started", os.getpid(), pin(spec.worker, spec.cpu_affinity)))
     config = spec.config
-    logs.setup(config.logging.level, config.logging.format)
+    logs.setup(config.logging.level, config.logging.format, priority_prefix=config.logging.priority_prefix)
     recorder = CallRecorder() if spec.metrics else None
     try:
         engine = factory(config, recorder)
