@@ -60,10 +60,10 @@ from .worker import SLOT, EngineFactory, WorkerSpec
 from .zygote import Zygote
 
 # "auto" stops here. The milter process does the protocol, actions, logs and metrics for every
-# worker, on one core: about 0.5 ms of a corpus message's 1.4 ms (BENCHMARKS.md), so it carries
-# some 1,900 msgs/s on the measuring machine, which two or three workers already feed at
-# today's analysis cost. Eight leave room for heavier analysis and DNS waits; more would only
-# hold memory.
+# worker, on one core: about 0.65 ms of a corpus message's 2.1 ms (BENCHMARKS.md), so it
+# carries some 1,500 msgs/s on the measuring machine, which two or three workers already feed
+# at today's analysis cost. Eight leave room for heavier analysis and DNS waits; more would
+# only hold memory.
 AUTO_MAX_WORKERS = 8
 # Below this many workers, analysis stays in the milter process (workers = 1: as always).
 POOL_FROM = 2
@@ -594,6 +594,24 @@ class Supervisor:
             if unreported:
                 self._ended(w, None, 0.0)
             return
+        self._handle(w, data)
+
+    def _drain(self, w: _Worker) -> None:
+        """Read what an ended worker said last (why it failed) before its end is accounted for:
+        the zygote's report of its exit can come before the supervisor read its socket."""
+        if w.ctl is None:
+            return
+        while True:
+            try:
+                data = w.ctl.recv(1 << 16, socket.MSG_DONTWAIT)
+            except OSError:
+                return
+            if not data:
+                return
+            self._handle(w, data)
+
+    def _handle(self, w: _Worker, data: bytes) -> None:
+        """One message from a worker's control socket."""
         kind, *args = pickle.loads(data)
         if kind == "started":
             w.pid, w.cpu = int(args[0]), args[1]
@@ -603,6 +621,7 @@ class Supervisor:
                 if early is not None:
                     self._by_pid.pop(w.pid, None)
             if early is not None:
+                self._drain(w)
                 self._mark_dead(w)
                 self._ended(w, *early)
         elif kind == "ready":
@@ -632,6 +651,7 @@ class Supervisor:
                 if w is None and len(self._early_exits) < 1024:
                     self._early_exits[pid] = (status, cpu)
             if w is not None:
+                self._drain(w)
                 self._mark_dead(w)
                 self._ended(w, status, cpu)
         elif kind == "spawn_failed":
