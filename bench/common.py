@@ -92,30 +92,65 @@ def proc_status(pid: int) -> dict[str, int]:
 
 
 def reset_peak_rss(pid: int) -> None:
-    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to /proc/PID/clear_refs)."""
-    with open(f"/proc/{pid}/clear_refs", "w") as f:
-        f.write("5")
+    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to /proc/PID/clear_refs), for the
+    process and its descendants."""
+    for p in (pid, *descendants(pid)):
+        try:
+            with open(f"/proc/{p}/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            continue
+
+
+def tree_status(pid: int) -> dict[str, int]:
+    """proc_status summed over a process and its descendants, with their number (Processes)."""
+    out = {"VmRSS": 0, "VmHWM": 0, "Threads": 0, "Processes": 0}
+    for p in (pid, *descendants(pid)):
+        try:
+            st = proc_status(p)
+        except OSError:
+            continue
+        for k in ("VmRSS", "VmHWM", "Threads"):
+            out[k] += st.get(k, 0)
+        out["Processes"] += 1
+    return out
 
 
 class RssSampler:
-    """Polls a process's VmRSS and thread count in a thread, keeping the maxima."""
+    """Polls the VmRSS and threads of a process and all its descendants (a milter's zygote and
+    analysis workers) in a thread, keeping the maxima of their sums, and their PSS now and then."""
 
-    def __init__(self, pid: int, interval: float = 0.02) -> None:
+    def __init__(self, pid: int, interval: float = 0.02, pss_every: int = 10) -> None:
         self.pid = pid
         self.interval = interval
+        self.pss_every = pss_every
         self.max_rss_kb = 0
+        self.max_pss_kb = 0
         self.max_threads = 0
+        self.max_processes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
     def _run(self) -> None:
+        n = 0
         while not self._stop.is_set():
-            try:
-                st = proc_status(self.pid)
-            except OSError:
-                return
-            self.max_rss_kb = max(self.max_rss_kb, st.get("VmRSS", 0))
-            self.max_threads = max(self.max_threads, st.get("Threads", 0))
+            rss = threads = procs = 0
+            for p in (self.pid, *descendants(self.pid)):
+                try:
+                    st = proc_status(p)
+                except OSError:
+                    if p == self.pid:
+                        return
+                    continue
+                rss += st.get("VmRSS", 0)
+                threads += st.get("Threads", 0)
+                procs += 1
+            self.max_rss_kb = max(self.max_rss_kb, rss)
+            self.max_threads = max(self.max_threads, threads)
+            self.max_processes = max(self.max_processes, procs)
+            if n % self.pss_every == 0:
+                self.max_pss_kb = max(self.max_pss_kb, tree_memory(self.pid)[2])
+            n += 1
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "RssSampler":
@@ -144,6 +179,53 @@ def process_cpu(pid: int, *, children: bool = False) -> float:
     f = _stat_fields(pid)
     ticks = int(f[11]) + int(f[12]) + ((int(f[13]) + int(f[14])) if children else 0)
     return ticks / CLK_TCK
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of pid (a milter's zygote and workers, rspamd's workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                children.setdefault(int(_stat_fields(entry)[1]), []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and all its descendants, with the children each one reaped
+    (a worker that ended counts in its zygote's total)."""
+    total = 0.0
+    for p in (pid, *descendants(pid)):
+        try:
+            total += process_cpu(p, children=True)
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile: its time is now in its parent's children total
+    return total
+
+
+def tree_memory(pid: int) -> tuple[int, int, int]:
+    """(processes, RSS kB summed, PSS kB summed) of a process and its descendants.
+
+    RSS counts the pages that processes share (the workers' copy-on-write pages inherited from
+    the zygote) once per process; PSS (smaps_rollup) divides each shared page among its users.
+    """
+    procs = rss = pss = 0
+    for p in (pid, *descendants(pid)):
+        try:
+            rss += proc_status(p)["VmRSS"]
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                pss += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+            procs += 1
+        except (OSError, KeyError, StopIteration, ValueError):
+            continue
+    return procs, rss, pss
 
 
 def postfix_cpu(pf: PostfixInstance) -> float:

@@ -30,10 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (PY, Completions, OtpguardServer, PostfixInstance, cannot_run, free_port,  # noqa: E402
                     milter_config as shipped_config, shared_tmpdir, smtp_source, stop_all)
 
-# Starts `otpguard serve` with a stand-in engine when asked (benchmark only).
+# Starts `otpguard serve` with a stand-in engine when asked (benchmark only). With
+# OTPGUARD_BENCH_POOL_FROM=1 in its environment, milter.workers = 1 analyses in a pool of one
+# worker process (the hand-off's cost, bench/milter_load.py) instead of in the milter process.
 BOOT = """
-import sys
-from otpguard.mta import serve
+import os, sys
+from otpguard.mta import pool, serve
+if os.environ.get("OTPGUARD_BENCH_POOL_FROM"):
+    pool.POOL_FROM = int(os.environ["OTPGUARD_BENCH_POOL_FROM"])
 if sys.argv[1] == "null":
     from otpguard.core.model import Decision, Level
     class NullEngine:

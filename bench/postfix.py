@@ -2,7 +2,10 @@
 
 One Postfix instance (tests/support/postfix.py) gets one loopback listener per variant:
   none          no milter (-o smtpd_milters=): the baseline, measured in the same run
-  unix          otpguard on a unix socket
+  unix          otpguard on a unix socket (milter.workers = "auto" as shipped: one analysis
+                worker process per usable CPU)
+  unix_w1       otpguard on a unix socket with milter.workers = 1 (analysis in the milter
+                process): "unix" must be no slower (issue 17)
   inet_nodelay  otpguard on inet with TCP_NODELAY (shipped default)
   inet_nagle    otpguard on inet with milter.tcp_nodelay = false
   unix_anycpu   otpguard on a unix socket with milter.cpu_affinity = "none" (threads on any
@@ -13,7 +16,8 @@ One Postfix instance (tests/support/postfix.py) gets one loopback listener per v
                 everything but the analysis (collecting, hand-off, log line, metrics), so
                 the ratio any analysis at all can reach here
 Each otpguard is `otpguard serve` with the real engine and the shipped config, except
-auth.verify = false (no DNS here) and /metrics on a free loopback port.
+auth.verify = false (no DNS here) and /metrics on a free loopback port. The milter CPU
+figures cover all of a milter's processes (its zygote and analysis workers too).
 
 Two load generators: smtp-source (512-byte messages) and a concurrent smtplib sender of
 real corpus mail (phish, legit, hardneg, traffic ham and spam, mixed in a fixed order).
@@ -42,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (DEFAULT_CORPUS, PY, Completions, OtpguardServer, PostfixInstance, cannot_run,  # noqa: E402
                     children_cpu, free_port, load_messages, machine_busy, median, milter_config, own_cpu, postfix_cpu,
-                    process_cpu, scrape_messages, send_concurrent, shared_tmpdir, smtp_source, stop_all)
+                    scrape_messages, send_concurrent, shared_tmpdir, smtp_source, stop_all, tree_cpu)
 from milter_inet import BOOT  # noqa: E402  (otpguard serve with a stand-in engine)
 
 LABELS = {"none": "Postfix alone (no milter)",
@@ -50,6 +54,7 @@ LABELS = {"none": "Postfix alone (no milter)",
           "inet_nodelay": "otpguard, inet, TCP_NODELAY (shipped)",
           "inet_nagle": "otpguard, inet, tcp_nodelay = false",
           "unix_anycpu": "otpguard, unix, cpu_affinity = none",
+          "unix_w1": "otpguard, unix, workers = 1",
           "bare": "pymilter doing nothing, unix socket (the floor)",
           "null": "otpguard, unix, engine answering at once (no analysis)"}
 TARGETS = {"unix": 0.60, "inet_nodelay": 0.55}
@@ -84,12 +89,12 @@ def run_once(pf: PostfixInstance, done: Completions, send: Callable[[int], int],
     """One timed run, appended to series; returns how many messages were held."""
     done.mark()
     busy0 = machine_busy()
-    cpu0 = (postfix_cpu(pf), process_cpu(milter_pid) if milter_pid else 0.0, children_cpu() + own_cpu())
+    cpu0 = (postfix_cpu(pf), tree_cpu(milter_pid) if milter_pid else 0.0, children_cpu() + own_cpu())
     t0 = time.monotonic()
     expected = send(port)
     t_sent = time.monotonic()
     t_done = done.wait(expected, timeout)
-    cpu1 = (postfix_cpu(pf), process_cpu(milter_pid) if milter_pid else 0.0, children_cpu() + own_cpu())
+    cpu1 = (postfix_cpu(pf), tree_cpu(milter_pid) if milter_pid else 0.0, children_cpu() + own_cpu())
     noise.other_cpu += max(0.0, machine_busy() - busy0 - sum(cpu1) + sum(cpu0))
     noise.wall += t_done - t0
     holds = done.holds
@@ -123,7 +128,8 @@ def main() -> int:
     specs = {"unix": (f"unix:{work}/sock/otpguard.sock", True),
              "inet_nodelay": (f"inet:127.0.0.1:{free_port()}", True),
              "inet_nagle": (f"inet:127.0.0.1:{free_port()}", False),
-             "unix_anycpu": (f"unix:{work}/sock/anycpu.sock", True)}
+             "unix_anycpu": (f"unix:{work}/sock/anycpu.sock", True),
+             "unix_w1": (f"unix:{work}/sock/w1.sock", True)}
     null_spec = f"unix:{work}/sock/null.sock"
     metrics_ports = {name: free_port() for name in (*specs, "null")}
     bare_spec = f"unix:{work}/sock/bare.sock"
@@ -132,9 +138,10 @@ def main() -> int:
                                  "null": null_spec}, root=work / "postfix")
     try:
         for name, (spec, nodelay) in specs.items():
-            anycpu = {'cpu_affinity = "auto"': 'cpu_affinity = "none"'} if name == "unix_anycpu" else None
+            change = {"unix_anycpu": {'cpu_affinity = "auto"': 'cpu_affinity = "none"'},
+                      "unix_w1": {'workers = "auto"': "workers = 1"}}.get(name)
             cfg = milter_config(work / f"{name}.toml", spec, nodelay=nodelay, metrics_port=metrics_ports[name],
-                                changes=anycpu)
+                                changes=change)
             servers[name] = OtpguardServer(config=cfg, socket=spec, log=work / f"{name}.log").start()
         servers["bare"] = OtpguardServer(config=work / "unix.toml", socket=bare_spec, log=work / "bare.log",
                                          command=(PY, str(Path(__file__).resolve().parent / "bare_milter.py"))).start()
@@ -231,6 +238,10 @@ def main() -> int:
                    + median(results[gen][n].cpu_client) for n in variants}
             print("CPU-bound ratio estimate (CPU per message without milter / with it): "
                   + ", ".join(f"{n} {cpu['none'] / cpu[n]:.2f}" for n in variants[1:]))
+            w1 = median(results[gen]["unix_w1"].rates)
+            print(f"workers as shipped against workers = 1 (unix): {median(results[gen]['unix'].rates) / w1:.2f}x "
+                  "(per round: " + " ".join(f"{a / b:.2f}" for a, b in zip(results[gen]["unix"].rates,
+                                                                         results[gen]["unix_w1"].rates)) + ")")
             bare = median(results[gen]["bare"].rates)
             print("otpguard against the do-nothing pymilter milter: "
                   + ", ".join(f"{n} {median(results[gen][n].rates) / bare:.2f}" for n in specs))

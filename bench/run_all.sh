@@ -42,6 +42,8 @@ run "dns (sender authentication, cold vs warm cache)" "$PY" bench/dns.py
 run "milter CPU per message, 512-byte messages (milter protocol, no Postfix)" "$PY" bench/milter_cpu.py
 run "milter CPU per message, corpus mail (milter protocol, no Postfix)" "$PY" bench/milter_cpu.py \
     --corpus "$CORPUS" --per-connection 10 -n 1200
+run "milter capacity: workers = 1 and 2, the hand-off, rspamd (milter protocol, 10 connections, no MTA)" \
+    "$PY" bench/milter_load.py --corpus "$CORPUS"
 run "postfix (throughput through a private Postfix)" "$PY" bench/postfix.py --corpus "$CORPUS"
 run "memory (RSS of otpguard serve)" "$PY" bench/memory.py --corpus "$CORPUS"
 exit $status

@@ -88,6 +88,11 @@ def test_every_symbol_has_a_shipped_weight():
      "policy.recipient_domains.ex.example.actions.subject"),
     ('[policy.recipient_domains."ex.example".scoring]\nsuspicious = 9.0\nphish = 5.0\n',
      "policy.recipient_domains.ex.example.scoring.phish"),
+    ('[milter]\nworkers = 0\n', "milter.workers"),
+    ('[milter]\nworkers = 4000\n', "milter.workers"),
+    ('[milter]\nworkers = "all"\n', "milter.workers"),
+    ('[milter]\nworkers = 2.5\n', "milter.workers"),
+    ('[milter]\nworkers = true\n', "milter.workers"),
 ])
 def test_bad_values_name_the_key_and_file(tmp_path, text, key):
     path = _write(tmp_path, text)
@@ -242,3 +247,9 @@ def test_quarantine_section_is_validated(tmp_path) -> None:
     good = tmp_path / "g.toml"
     good.write_text(base.replace('audit_log = "syslog"', f'audit_log = "{tmp_path}/audit.log"'))
     assert load_config(good).quarantine.audit_log == f"{tmp_path}/audit.log"
+
+
+@pytest.mark.parametrize("text,workers", [("", "auto"), ('[milter]\nworkers = "AUTO"\n', "AUTO"),
+                                          ("[milter]\nworkers = 1\n", 1), ("[milter]\nworkers = 6\n", 6)])
+def test_workers_spellings(tmp_path, text, workers):
+    assert load_config(_write(tmp_path, text)).milter.workers == workers

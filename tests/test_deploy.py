@@ -60,6 +60,7 @@ def exported_sample_names() -> set[str]:
     m.set_quarantine_source(lambda: 3)
     m.record_failed_message("tempfail")
     m.dns_probe(True)
+    m.set_worker_cpu_source(lambda: 1.5)
     text = generate_latest(m.registry).decode()
     return {s.name for fam in text_string_to_metric_families(text) for s in fam.samples}
 
@@ -279,12 +280,43 @@ tests:
 """
 
 
-def test_alert_rules_fire_when_they_should(tmp_path: Path) -> None:
+def promtool_test_rules(tmp_path: Path, tests: str) -> None:
+    """promtool's unit tests (YAML) against the shipped rules."""
     promtool = tool("promtool")
     (tmp_path / "rules.yml").write_text(_rules_without_annotations(RULES.read_text()))
-    (tmp_path / "tests.yml").write_text(ALERT_TESTS)
+    (tmp_path / "tests.yml").write_text(tests)
     res = run(promtool, "test", "rules", "tests.yml", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_alert_rules_fire_when_they_should(tmp_path: Path) -> None:
+    promtool_test_rules(tmp_path, ALERT_TESTS)
+
+
+WORKER_ALERT_TESTS = """
+rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # mx1: a worker replaced every two minutes; mx2: one overrun in an hour.
+      - series: 'otpguard_worker_restarts_total{instance="mx1:9469", reason="died"}'
+        values: '0 0 1 1 2 2 3 3 4 4 5 5 6 6 7 7 8 8 9 9 10 10 11 11 12 12 13 13 14 14 15'
+      - series: 'otpguard_worker_restarts_total{instance="mx2:9469", reason="overran"}'
+        values: '0x10 1x50'
+    alert_rule_test:
+      - eval_time: 4m
+        alertname: OtpguardWorkersRestarting
+        exp_alerts: []
+      - eval_time: 25m
+        alertname: OtpguardWorkersRestarting
+        exp_alerts:
+          - exp_labels: {severity: warning, instance: "mx1:9469"}
+"""
+
+
+def test_worker_restart_alert_fires_on_a_pattern_not_on_one_overrun(tmp_path: Path) -> None:
+    promtool_test_rules(tmp_path, WORKER_ALERT_TESTS)
 
 
 # --- Grafana --------------------------------------------------------------------------------

@@ -157,3 +157,22 @@ def test_doctor_exits_2_on_a_config_error(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "otpguard.cli", "doctor", "--config", str(bad)],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "milter.on_error" in res.stderr
+
+
+@pytest.mark.parametrize("setting, says", [("auto", "analysis workers: {auto}"), ("1", "analysis workers: 1 (in the "
+                                                                                  "milter process)"),
+                                           ("3", "analysis workers: 3")])
+def test_doctor_says_how_many_analysis_workers_serve_would_run(tmp_path: Path, setting: str, says: str) -> None:
+    from otpguard.config import MilterConfig
+    from otpguard.mta.pool import describe_workers
+
+    cfg = tmp_path / "w.toml"
+    value = f'"{setting}"' if setting == "auto" else setting
+    cfg.write_text(f'[general]\nbrands = ["{Path(__file__).parents[1]}/conf/brands/amazon.toml"]\n'
+                   f'[auth]\nverify = false\n[milter]\nworkers = {value}\n')
+    res = subprocess.run([sys.executable, "-m", "otpguard.cli", "doctor", "--config", str(cfg), "--no-dns",
+                          "--postfix-config", str(tmp_path / "no-postfix-here")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode in (0, 1), res.stderr  # problems with this host's Postfix are not the point
+    want = says.format(auto=describe_workers(MilterConfig(workers="auto")))
+    assert f"checked: {want}\n" in res.stdout, res.stdout

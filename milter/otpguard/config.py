@@ -61,6 +61,7 @@ class MilterConfig:
     tcp_nodelay: bool = True
     timeout_seconds: int = 600
     cpu_affinity: str = "auto"  # auto | none | CPU list such as "3" or "2,3" or "0-1"
+    workers: int | str = "auto"  # "auto" (usable CPUs, capped) or a number of analysis processes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -247,6 +248,16 @@ def cpu_list(spec: str) -> tuple[int, ...] | None:
     return tuple(sorted(cpus))
 
 
+MAX_WORKERS = 256  # a bound on typos such as 4000; far above any host's useful analysis processes
+
+
+def _check_workers(value: int | str) -> str | None:
+    """milter.workers: "auto" or a whole number of analysis processes from 1 to MAX_WORKERS."""
+    if isinstance(value, str):
+        return None if value.strip().lower() == "auto" else f'must be "auto" or a number from 1 to {MAX_WORKERS}'
+    return None if 1 <= value <= MAX_WORKERS else f"must be from 1 to {MAX_WORKERS}"
+
+
 def load_config(path: str | Path) -> Config:
     """Load and validate a config file; raises ConfigError naming file and key."""
     file = Path(path)
@@ -365,6 +376,7 @@ def load_config(path: str | Path) -> Config:
         tcp_nodelay=m.boolean("tcp_nodelay", True),
         timeout_seconds=m.integer("timeout_seconds", dm.timeout_seconds, 1),
         cpu_affinity=m.string("cpu_affinity", dm.cpu_affinity),
+        workers=m.get("workers", (int, str), dm.workers, _check_workers),
     )
     try:
         cpu_list(milter.cpu_affinity)

@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
 
     problems += preflight.config_problems(config, socket_spec)
     checked.append(f"configuration {config.path}")
+    from .mta.pool import describe_workers
+
+    checked.append(f"analysis workers: {describe_workers(config.milter)}")
 
     from .mta.postfixcf import PostfixConfigError, read_postfix
 

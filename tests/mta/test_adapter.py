@@ -559,3 +559,32 @@ def test_logfmt_and_json_lines_cannot_be_broken() -> None:
         out = direct + "\n"
         assert out.count("\n") == 1, out
         assert "Q1" in out and "phish" in out and "tag+quarantine" in out and "LOOKALIKE_FROM_DOMAIN" in out
+
+
+# --- a reload racing a message (analysis workers) -------------------------------------------------
+
+def test_a_message_whose_runtime_is_replaced_before_its_analysis_starts_over_whole(use, caplog) -> None:
+    """With workers, a reload may retire the pool a message took at end of message before the
+    message reached it: the message starts over with the new runtime, config and all."""
+    from otpguard.mta.runtime import RuntimeReplaced
+
+    new_engine = FakeEngine(SUSPICIOUS)
+    metrics = Recorder()
+
+    class RetiredPool:
+        count = 2
+
+        def analyse(self, msg, envelope, budget):
+            runtime.set_runtime(runtime.Runtime(config=config(monitor=False), engine=new_engine, metrics=metrics))
+            raise RuntimeReplaced()
+
+    old_engine = FakeEngine(PHISH)
+    ctx = use(old_engine, metrics=metrics)
+    runtime.set_runtime(dataclasses.replace(runtime.get_runtime(), pool=RetiredPool()))
+    with caplog.at_level(logging.INFO, logger="otpguard"):
+        assert ctx.message(SIMPLE) == Milter.CONTINUE
+    assert old_engine.calls == [] and len(new_engine.calls) == 1
+    assert ("chg", "Subject", 1, "[SUSPICIOUS] Verify your account") in ctx.ops
+    assert [r.fields["verdict"] for r in caplog.records if r.getMessage() == "message"] == ["suspicious"]
+    assert metrics.messages == [("suspicious", "tag", ["tag", "subject"])] and metrics.errors == []
+    assert runtime.in_flight() == 0 and metrics.in_flight == 0

@@ -104,3 +104,33 @@ def test_running_milter_threads_share_the_configured_cpu():
             assert server.stop() == 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(len(CPUS) < 2, reason="one CPU: nothing to choose between")
+@pytest.mark.parametrize("setting", ["auto", "none"])
+def test_each_analysis_worker_keeps_its_threads_on_one_cpu(setting):
+    """milter.workers = 2: with "auto" worker 1 takes the lowest CPU, worker 2 the next (the
+    milter process keeps the highest); with "none" nothing is pinned."""
+    work = shared_tmpdir("otpguard-affinity-")
+    try:
+        sock = f"unix:{work}/w.sock"
+        cfg = write_test_config(work / "w.toml", socket_spec=sock, changes={
+            'workers = "auto"': "workers = 2", 'format = "logfmt"': 'format = "json"',
+            'cpu_affinity = "auto"': f'cpu_affinity = "{setting}"'})
+        server = OtpguardServer(config=cfg, socket=sock, log=work / "w.log").start()
+        try:
+            event = server.events("workers")[0]
+            everything = set(CPUS)
+            for pid, cpu, want in zip(event["pids"], event["cpus"], (CPUS[0], CPUS[1 % len(CPUS)])):
+                threads = _thread_cpus(pid)
+                if setting == "auto":
+                    assert cpu == want and set(map(frozenset, threads.values())) == {frozenset({want})}
+                else:
+                    assert cpu == "any" and set(map(frozenset, threads.values())) == {frozenset(everything)}
+            milter = {frozenset({CPUS[-1]})} if setting == "auto" else {frozenset(everything)}
+            assert set(map(frozenset, _thread_cpus(server.pid).values())) == milter
+        finally:
+            assert server.stop() == 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -64,6 +64,12 @@ def chrooted() -> Iterator[Chrooted]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def wait_logged(pf: PostfixInstance, text: str) -> str:
+    """The maillog once it holds text: postlogd(8) writes it after the SMTP reply, not before."""
+    pf.wait_for(lambda: text in pf.maillog.read_text(errors="replace"), 20, repr(text))
+    return pf.maillog.read_text(errors="replace")
+
+
 def smtpd_roots(pf: PostfixInstance, port: int) -> set[str]:
     """The root directories (/proc/PID/root) of the smtpd processes serving one listener."""
     roots = set()
@@ -93,10 +99,12 @@ def test_mail_reaches_the_milter_through_a_chrooted_smtpd(chrooted: Chrooted) ->
     raw = (b"From: Bob <bob@example.net>\r\nTo: user@test.example\r\nSubject: lunch\r\n"
            b"Message-ID: <chroot-1@example.net>\r\n\r\nmarker-chroot-relative\r\n")
     code, reply = pf.send(raw, listener="relative")
-    assert code == 250, reply
+    assert code == 250, (reply, pf.log_tail(), chrooted.milter.log.read_text(errors="replace")[-3000:])
     got = pf.wait_delivered(b"marker-chroot-relative")
     assert header(got.raw, "X-OTPGuard-Verdict") == ["clean; score=0"]
     qid = re.search(rb"queued as ([0-9A-Za-z]+)", reply).group(1).decode()
+    # The milter's log line is written once Postfix has its answer: wait for it too.
+    pf.wait_for(lambda: any(e["queue_id"] == qid for e in chrooted.milter.events("message")), 20, "the log line")
     line = next(e for e in chrooted.milter.events("message") if e["queue_id"] == qid)
     assert line["message_id"] == "<chroot-1@example.net>" and line["rcpts"] == 1
     # The smtpd that handed it over really ran chrooted in the queue directory.
@@ -108,10 +116,9 @@ def test_an_absolute_socket_path_is_not_found_inside_the_chroot(chrooted: Chroot
     raw = b"From: a@example.net\r\nTo: user@test.example\r\nSubject: x\r\n\r\nmarker-chroot-absolute\r\n"
     code, reply = pf.send(raw, listener="absolute")
     assert (code, reply) == (451, b"4.7.1 Service unavailable - try again later")
-    log = pf.maillog.read_text(errors="replace")
     # Postfix 3.7's own words, as the admin guide's troubleshooting table quotes them.
     warning = f"warning: connect to Milter service unix:{chrooted.socket_path}: No such file or directory"
-    assert warning in log
+    log = wait_logged(pf, warning)
     assert "NOQUEUE: milter-reject: CONNECT from unknown[127.0.0.1]: 451 4.7.1 Service unavailable - " \
            "try again later; proto=SMTP" in log
     guide = GUIDE.read_text()
@@ -143,7 +150,7 @@ def test_doctor_names_the_service_that_cannot_reach_the_milter(chrooted: Chroote
     master = (good / "master.cf").read_text()
     (good / "master.cf").write_text("\n".join(ln for ln in master.splitlines() if f":{port} " not in ln) + "\n")
     res = doctor(chrooted, good)
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.returncode == 0, res.stdout + res.stderr + chrooted.milter.log.read_text(errors="replace")[-3000:]
     assert "otpguard doctor: no problems found" in res.stdout
     assert f"127.0.0.1:{pf.listeners['relative']}/inet (chroot)" in res.stdout
 
@@ -163,7 +170,7 @@ def test_doctor_reports_what_postfix_and_the_service_user_cannot_do(chrooted: Ch
         raw = b"From: a@example.net\r\nTo: user@test.example\r\nSubject: x\r\n\r\nmarker-denied\r\n"
         assert chrooted.pf.send(raw, listener="relative")[0] == 451
         warning = "warning: connect to Milter service unix:otpguard/otpguard.sock: Permission denied"
-        assert warning in chrooted.pf.maillog.read_text(errors="replace")
+        wait_logged(chrooted.pf, warning)
         assert warning in GUIDE.read_text()
     finally:
         os.chmod(directory, 0o750)

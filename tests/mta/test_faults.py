@@ -9,6 +9,11 @@ One private Postfix instance on loopback with three milter listeners, each with 
   so our own Authentication-Results header is added;
 - "hole": sender authentication on against a DNS server that never answers (BlackHoleServer).
 
+- "wkill-accept" and "wkill-tempfail": two analysis workers each (milter.workers = 2), on_error
+  accept and tempfail, with an engine that dawdles over marked messages
+  (tests/fixtures/milter/slow_serve.py): one of their workers is killed under load.
+
+Every milter runs two analysis worker processes (milter.workers = 2), whatever the host's CPUs.
 Postfix uses milter_default_action = tempfail, as deploy/postfix/main.cf.snippet says. Mail is
 generated (small ordinary messages) or taken from the fixtures, sent over loopback only and
 delivered to the instance's own Maildir; nothing is relayed.
@@ -23,6 +28,7 @@ import shutil
 import signal
 import smtplib
 import stat
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -45,7 +51,7 @@ JSON_LOGS = {'format = "logfmt"': 'format = "json"'}
 TAG_ALL = {'clean = []': 'clean = ["tag"]',
            'genuine = []': 'genuine = ["tag"]',
            'phish = ["tag", "quarantine"]': 'phish = ["tag", "subject"]'}
-MAIN = {**JSON_LOGS, **TAG_ALL}
+MAIN = {**JSON_LOGS, **TAG_ALL, 'workers = "auto"': "workers = 2"}
 # The second valid config for reloads under load: clean mail also gets a subject prefix.
 RELOADED_PREFIX = "[RELOADED-B]"
 MAIN_B = {**MAIN, 'clean = []': 'clean = ["tag", "subject"]',
@@ -77,13 +83,20 @@ class Rig:
     hole: OtpguardServer
     black_hole: BlackHoleServer
     config_main: Path
+    wkill: dict[str, OtpguardServer]  # on_error -> a milter whose worker gets killed
+
+
+SLOW_SERVE = Path(__file__).resolve().parents[1] / "fixtures" / "milter" / "slow_serve.py"
+DAWDLE = "DAWDLE-IN-WORKER"  # messages with this marker take DAWDLE_SECONDS in the worker
+DAWDLE_SECONDS = 3.0
 
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
     work = shared_tmpdir("otpguard-faults-")
     (work / "sock").mkdir(mode=0o755)
-    socks = {name: f"unix:{work}/sock/{name}.sock" for name in ("main", "auth", "hole")}
+    socks = {name: f"unix:{work}/sock/{name}.sock" for name in ("main", "auth", "hole", "wkill-accept",
+                                                                  "wkill-tempfail")}
     servers: list[OtpguardServer] = []
     dnsmasq: DnsmasqServer | None = None
     black_hole = BlackHoleServer()
@@ -100,8 +113,17 @@ def rig() -> Iterator[Rig]:
                                           query_timeout=2.0, budget=HOLE_BUDGET)
         for name, cfg in (("main", cfg_main), ("auth", cfg_auth), ("hole", cfg_hole)):
             servers.append(OtpguardServer(config=cfg, socket=socks[name], log=work / f"{name}.log").start())
+        wkill = {}
+        for on_error in ("accept", "tempfail"):
+            name = f"wkill-{on_error}"
+            cfg = write_test_config(work / f"{name}.toml", socket_spec=socks[name],
+                                    changes={**MAIN, 'on_error = "accept"': f'on_error = "{on_error}"'})
+            wkill[on_error] = OtpguardServer(
+                config=cfg, socket=socks[name], log=work / f"{name}.log", command=(sys.executable, str(SLOW_SERVE)),
+                env={"OTPGUARD_TEST_SLOW": str(DAWDLE_SECONDS), "OTPGUARD_TEST_SLOW_MARKER": DAWDLE}).start()
+            servers.append(wkill[on_error])
         yield Rig(work=work, pf=pf, main=servers[0], auth=servers[1], hole=servers[2],
-                  black_hole=black_hole, config_main=cfg_main)
+                  black_hole=black_hole, config_main=cfg_main, wkill=wkill)
     finally:
         for server in servers:
             server.stop()
@@ -370,6 +392,83 @@ def test_sigkill_under_load_loses_nothing(rig: Rig) -> None:
             assert len(verdict_headers(raw)) == 1, (p.name, verdict_headers(raw))
 
 
+# --- a2. SIGKILL of one analysis worker under load --------------------------------------------
+
+def current_workers(server: OtpguardServer) -> list[int]:
+    """Pids of the workers running now: the last pool started, with the replacements since."""
+    pids = list(server.events("workers")[-1]["pids"])
+    for lost, started in zip(server.events("worker_lost"), server.events("worker_started")):
+        pids = [started["pid"] if p == lost["pid"] else p for p in pids]
+    return pids
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("on_error", ["accept", "tempfail"])
+def test_sigkill_of_a_worker_under_load_costs_only_its_messages(rig: Rig, on_error: str) -> None:
+    """kill -9 of one of two analysis workers while 2,000 messages go over 20 sessions.
+
+    Four marked messages dawdle in the workers when the kill comes (spread over both, as the
+    least busy worker is always chosen), so the killed worker surely holds messages. Those, and only
+    those, get the on_error answer: tagged "error" and delivered (accept), or 4xx and sent again
+    by the client (tempfail). Nothing is lost, the milter and every connection live on, and the
+    worker is replaced."""
+    pf, server = rig.pf, rig.wkill[on_error]
+    lost_before, started_before = len(server.events("worker_lost")), len(server.events("worker_started"))
+    lines_before = len(server.events("message"))
+    messages = [ordinary_message(f"wkill-{on_error}", i) for i in range(TOTAL_MESSAGES)]
+    dawdlers = [(mid.replace("@", "-dawdle@"), raw.replace(b"Regards,", DAWDLE.encode() + b"\r\nRegards,")
+                 .replace(mid.encode(), mid.replace("@", "-dawdle@").encode()))
+                for mid, raw in (ordinary_message(f"wkill-{on_error}", TOTAL_MESSAGES + i) for i in range(4))]
+    load = SmtpLoad(pf.listeners[f"wkill-{on_error}"], messages, sessions=SESSIONS,
+                    deadline=time.monotonic() + 180).start()
+    side = None
+    try:
+        wait_until(lambda: load.accepted >= TOTAL_MESSAGES // 4, 90, "a quarter of the messages accepted", pf)
+        victim = current_workers(server)[0]
+        side = SmtpLoad(pf.listeners[f"wkill-{on_error}"], dawdlers, sessions=4,
+                        deadline=time.monotonic() + 120).start()
+        time.sleep(DAWDLE_SECONDS / 2)  # the four are in the workers now
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: len(server.events("worker_started")) > started_before, 30, "a replacement worker")
+    finally:
+        result = load.join()
+        side_result = side.join() if side is not None else None
+    assert side_result is not None
+    assert not result.failures and not side_result.failures, (result.failures + side_result.failures)[:10]
+    assert len(result.accepted) == TOTAL_MESSAGES and len(side_result.accepted) == 4
+    assert result.disconnects == side_result.disconnects == 0  # no connection was dropped
+    expected = {mid for mid, _ in messages} | {mid for mid, _ in dawdlers}
+    wait_until(lambda: maildir_count(pf) >= len(expected), 90, f"{len(expected)} messages in the Maildir", pf)
+    delivered = maildir_message_ids(pf)
+    lost = expected - set(delivered)
+    assert not lost, sorted(lost)[:10]
+    assert set(delivered) == expected
+    assert sum(n - 1 for n in delivered.values()) <= result.ambiguous + side_result.ambiguous
+    # The worker's end: one log line with its cause, one replacement.
+    ends = server.events("worker_lost")[lost_before:]
+    assert [(e["pid"], e["cause"], e["replaced"]) for e in ends] == [(victim, "killed by SIGKILL", "yes")]
+    # The messages it held, and only those, were answered per on_error, each with one line.
+    lines = server.events("message")[lines_before:]
+    errors = [e for e in lines if "error" in e]
+    assert 1 <= len(errors) <= 4 + SESSIONS, errors
+    assert all(e["error"].startswith("worker: ") and e["action"] == f"error-{on_error}" for e in errors), errors
+    verdicts = collections.Counter()
+    for sub in ("new", "cur"):
+        for p in (pf.maildir / sub).iterdir():
+            values = verdict_headers(p.read_bytes())
+            assert len(values) == 1, (p.name, values)
+            verdicts[values[0].split(";")[0]] += 1
+    if on_error == "accept":
+        assert verdicts["error"] == len(errors) and result.tempfails + side_result.tempfails == 0
+        assert verdicts["clean"] == len(expected) - len(errors)
+    else:  # deferred, sent again, and then analysed like the others
+        assert verdicts == {"clean": len(expected)}
+        assert result.tempfails + side_result.tempfails == len(errors)
+    print(f"\nworker SIGKILL under load (on_error = {on_error}): {TOTAL_MESSAGES} + 4 messages over "
+          f"{SESSIONS} + 4 sessions in {result.elapsed:.1f}s; worker {victim} killed; {len(errors)} messages "
+          f"answered per on_error; verdicts {dict(verdicts)}; lost {len(lost)}")
+
+
 # --- b. DNS that never answers ---------------------------------------------------------------
 
 def amazon_otp(message_id: str) -> bytes:
@@ -455,6 +554,7 @@ def test_config_reloads_under_load_fail_no_message(rig: Rig) -> None:
     messages = [ordinary_message("reload", i) for i in range(RELOAD_MESSAGES)]
     reloads_before = len(server.events("reload"))
     failed_before = len(server.events("reload_failed"))
+    pools_before = len(server.events("workers"))
     load = SmtpLoad(pf.listeners["main"], messages, sessions=RELOAD_SESSIONS,
                     deadline=time.monotonic() + 90).start()
     hups = 0
@@ -480,6 +580,11 @@ def test_config_reloads_under_load_fail_no_message(rig: Rig) -> None:
     assert set(load.replies) == {250}
     assert len(server.events("reload")) - reloads_before == hups + 1
     assert len(server.events("reload_failed")) == failed_before
+    # Each reload started a pool of two workers with its config; the retired ones ended.
+    assert len(server.events("workers")) - pools_before == hups + 1
+    assert all(e["count"] == 2 for e in server.events("workers"))
+    wait_until(lambda: len(current_workers(server)) == 2 and all(
+        os.path.exists(f"/proc/{p}") for p in current_workers(server)), 10, "the last pool's workers")
     wait_until(lambda: maildir_count(pf) >= RELOAD_MESSAGES, 60, "delivery of every message", pf)
     delivered = maildir_message_ids(pf)
     assert set(delivered) == {mid for mid, _ in messages} and set(delivered.values()) == {1}

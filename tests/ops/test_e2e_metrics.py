@@ -48,6 +48,9 @@ CONFIG = {
     "verify = true": "verify = true",  # write_test_config turns DNS off unless the line is named
     "trusted_authserv_ids = []": f'trusted_authserv_ids = ["{TRUSTED_ID}"]',
     "nameservers = []": 'nameservers = ["127.0.0.1"]',
+    # Two analysis worker processes whatever the host: every count must still be exact, the
+    # DNS latencies observed in the workers included.
+    'workers = "auto"': "workers = 2",
 }
 # amazon.co.jp publishes SPF and a DMARC reject policy; nothing else exists (NXDOMAIN).
 ZONES = {"amazon.co.jp": {"TXT": ["v=spf1 -all"]},
@@ -355,6 +358,9 @@ def test_auth_latency_in_flight_and_build_info(after_traffic) -> None:
     assert all(a[1] <= b[1] for a, b in zip(buckets, buckets[1:]))
     assert value(samples, "otpguard_messages_in_flight") == 0
     assert value(samples, "otpguard_build_info", version=__version__) == 1
+    assert value(samples, "otpguard_workers") == 2
+    assert total(samples, "otpguard_worker_restarts_total") == 0
+    assert value(samples, "otpguard_worker_cpu_seconds_total") > 0
     assert all(v == 0 for v in series(samples, "otpguard_errors_total").values()), series(samples, "otpguard_errors_total")
     assert value(samples, "otpguard_config_last_reload_successful") == 1
 

@@ -361,3 +361,29 @@ def test_dns_probe_gauges() -> None:
     text = _expose(m)
     assert value(text, "otpguard_dns_probe_success") == 0
     assert value(text, "otpguard_dns_probe_last_success_timestamp_seconds") == 1_700_000_000.0
+
+
+def test_analysis_workers_gauge_restarts_and_cpu(server) -> None:
+    m, handle = server
+    text = scrape(handle.url)
+    assert value(text, "otpguard_workers") == 0
+    assert value(text, "otpguard_worker_restarts_total", reason="died") == 0
+    assert "otpguard_worker_cpu_seconds_total" not in text  # no workers: no such series
+    m.workers_running(4)
+    m.worker_replaced("died")
+    m.worker_replaced("overran")
+    m.worker_replaced("eaten by a grue")
+    cpu = [12.5]
+    m.set_worker_cpu_source(lambda: cpu[0])
+    text = scrape(handle.url)
+    assert value(text, "otpguard_workers") == 4
+    assert [value(text, "otpguard_worker_restarts_total", reason=r) for r in ("died", "overran", "other")] == [1, 1, 1]
+    assert value(text, "otpguard_worker_cpu_seconds_total") == 12.5
+
+    def broken() -> float:
+        raise OSError("no /proc")
+
+    m.set_worker_cpu_source(broken)
+    text = scrape(handle.url)  # the scrape survives a failing source, and counts it (seen next time)
+    assert "otpguard_worker_cpu_seconds_total" not in text
+    assert value(scrape(handle.url), "otpguard_errors_total", stage="metrics") == 1

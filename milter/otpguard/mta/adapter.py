@@ -29,7 +29,7 @@ from ..core.model import Envelope
 from ..ops import logs
 from . import actions as act
 from . import handler
-from .runtime import Runtime, count_in_flight, get_runtime
+from .runtime import Runtime, RuntimeReplaced, count_in_flight, get_runtime
 from .sockets import libmilter_spec
 from .spool import CollectedMessage, Spool
 
@@ -146,7 +146,16 @@ class OtpGuardMilter(Milter.Base):
     # --- end of message -------------------------------------------------------------------
     def eom(self) -> int:
         """Analyse, plan, apply; any failure answers per milter.on_error."""
-        rt = get_runtime()
+        try:
+            while True:
+                try:
+                    return self._eom(get_runtime())
+                except RuntimeReplaced:  # a reload came between: nothing was done yet, start over
+                    continue
+        finally:
+            self._end_message()
+
+    def _eom(self, rt: Runtime) -> int:
         msg = self._msg
         started = msg.started if msg is not None else time.monotonic()
         queue_id = self._queue_id()
@@ -165,10 +174,10 @@ class OtpGuardMilter(Milter.Base):
             handler.record(rt, planned, queue_id=queue_id, client_ip=self._client_ip, started=started, notes=notes,
                            msg=msg)
             return rc
+        except RuntimeReplaced:
+            raise
         except Exception as exc:
             return self._on_error(rt, msg, queue_id, progress, exc, started)
-        finally:
-            self._end_message()
 
     def _on_error(self, rt: Runtime, msg: CollectedMessage | None, queue_id: str | None,
                   progress: handler.Progress, exc: Exception, started: float) -> int:

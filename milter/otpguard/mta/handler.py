@@ -51,18 +51,22 @@ def plan_message(rt: Runtime, msg: CollectedMessage, envelope: Envelope, progres
     progress.stage = "analysis"
     budget = rt.config.analysis.time_budget_seconds
     analysis_started = time.monotonic()
+    raw: bytes | None
     if msg.size > msg.max_message_bytes:
         # The header and the spooled front of the body are still analysed (engine.too_large).
         prefix = msg.raw()
         decision = run_with_deadline(lambda: rt.engine.too_large(msg.size, prefix, envelope), budget)
         raw = b""
     else:
-        raw = msg.raw()
-        truncated = msg.size > len(raw)
         if rt.metrics is not None:
             rt.metrics.analysis_started()
         try:
-            decision = run_with_deadline(lambda: rt.engine.analyse(raw, envelope, truncated=truncated), budget)
+            if rt.pool is not None:  # milter.workers > 1: in a worker process (mta/pool.py)
+                decision, raw, truncated = rt.pool.analyse(msg, envelope, budget)
+            else:
+                raw = msg.raw()
+                truncated = msg.size > len(raw)
+                decision = run_with_deadline(lambda: rt.engine.analyse(raw, envelope, truncated=truncated), budget)
         finally:
             if rt.metrics is not None:
                 rt.metrics.analysis_ended()
@@ -76,6 +80,8 @@ def plan_message(rt: Runtime, msg: CollectedMessage, envelope: Envelope, progres
     planned = act.plan(decision, rt.config.actions_for(envelope.rcpt_to), msg.subject(),
                        auth_results=rt.engine.own_results_header(decision),
                        authserv_id=rt.config.auth.authserv_id, burst=burst, hygiene=hygiene(rt))
+    if raw is None:  # a spooled message a worker read from its file: read here only for a banner
+        raw = msg.raw() if any(isinstance(a, act.Banner) for a in planned) else b""
     return Planned(decision=decision, actions=planned, raw=raw, burst=burst, analysis_seconds=analysis_seconds)
 
 
@@ -121,7 +127,8 @@ def error_outcome(rt: Runtime, progress: Progress, exc: Exception, *, have_messa
                   rcpts: tuple[str, ...] = ()) -> ErrorOutcome:
     """What to answer for a failed message (milter.on_error); counts the error, and the
     message in otpguard_messages_total with verdict "error"."""
-    stage = "timeout" if isinstance(exc, AnalysisTimeout) else progress.stage
+    # Errors from the worker pool name their own stage ("worker": the worker ended).
+    stage = "timeout" if isinstance(exc, AnalysisTimeout) else getattr(exc, "stage", progress.stage)
     cfg = rt.config.actions_for(rcpts)
     monitor = cfg.monitor
     # Monitor mode promises to change nothing, so it never defers mail either.
@@ -142,8 +149,9 @@ def error_outcome(rt: Runtime, progress: Progress, exc: Exception, *, have_messa
                 "tempfail" if tempfail else "monitor" if monitor else "tag" if tag else "accept")
         except Exception:  # noqa: BLE001 - metrics must not turn one failure into two
             pass
-    return ErrorOutcome(tempfail=tempfail, label=label, detail=f"{stage}: {type(exc).__name__}: {exc}",
-                        actions=actions)
+    # An exception raised in a worker is named by its own text ("ValueError: ..."), as in one process.
+    detail = f"{stage}: {exc}" if getattr(exc, "kind", None) else f"{stage}: {type(exc).__name__}: {exc}"
+    return ErrorOutcome(tempfail=tempfail, label=label, detail=detail, actions=actions)
 
 
 def log_error(outcome: ErrorOutcome, progress: Progress, *, queue_id: str | None, client_ip: str | None,

@@ -27,6 +27,7 @@ class Runtime:
     engine: EngineLike
     metrics: Any = None      # otpguard.ops.metrics.Metrics or None
     bursts: Any = None       # otpguard.ops.bursts.BurstTracker or None
+    pool: Any = None         # otpguard.mta.pool.WorkerPool (milter.workers > 1) or None: analyse here
 
 
 _runtime: Runtime | None = None
@@ -45,6 +46,12 @@ def get_runtime() -> Runtime:
     if _runtime is None:
         raise RuntimeError("otpguard milter used before set_runtime()")
     return _runtime
+
+
+class RuntimeReplaced(Exception):
+    """The runtime a message started its end of message with was replaced (SIGHUP) and its
+    analysis workers stopped before the message's analysis began: start over, whole, with the
+    runtime in use now, so no message mixes two configurations (mta/pool.py)."""
 
 
 def in_flight() -> int:

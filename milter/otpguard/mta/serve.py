@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..ops import logs
-from . import runtime, sockets
+from . import pool, runtime, sockets
 from ..config import POSTFIX_QUEUE_DIRECTORY, Config, ConfigError, cpu_list, load_config, locate_config
 
 DRAIN_SECONDS = 30.0  # longest wait for messages in flight after SIGTERM
@@ -154,7 +154,8 @@ def _set_socket_permissions(path: Path, mode: str, owner: str, group: str) -> No
 class Server:
     """The running milter: runtime swaps, signals, shutdown."""
 
-    def __init__(self, config: Config, socket_spec: str, metrics: Any, metrics_listen: str | None) -> None:
+    def __init__(self, config: Config, socket_spec: str, metrics: Any, metrics_listen: str | None,
+                 zygote: Any = None, cpus: int = 1) -> None:
         self.config = config
         self.socket_spec = socket_spec
         self.metrics = metrics
@@ -165,6 +166,12 @@ class Server:
         self.listening = threading.Event()
         self._store: Any = None
         self._store_cfg: Any = None
+        # Analysis worker processes (milter.workers > 1, mta/pool.py): the zygote forked at
+        # start, the supervisor that starts and replaces workers, and the CPUs "auto" counts.
+        self.zygote = zygote
+        self.cpus = cpus
+        self.supervisor: Any = None
+        self.generation = 0
 
     # --- runtime ----------------------------------------------------------------------
     def install(self, config: Config) -> None:
@@ -176,10 +183,34 @@ class Server:
         if config.bursts.enabled and (store is None or config.state != store_cfg):
             store, store_cfg = _open_store(config, self.metrics), config.state
         bursts = BurstTracker(store, config.bursts) if config.bursts.enabled else None
-        runtime.set_runtime(runtime.Runtime(config=config, engine=engine, metrics=self.metrics, bursts=bursts))
+        workers = self._start_workers(config)
+        try:
+            old = runtime.get_runtime().pool
+        except RuntimeError:
+            old = None
+        runtime.set_runtime(runtime.Runtime(config=config, engine=engine, metrics=self.metrics, bursts=bursts,
+                                            pool=workers))
+        if old is not None:
+            old.retire()  # closes once the analyses it holds are done
         # The same [state] keeps its store across reloads: in-memory burst counts survive SIGHUP.
         self._store, self._store_cfg = store, store_cfg
         self.config = config
+
+    def _start_workers(self, config: Config) -> Any:
+        """A started pool of analysis workers for config, or None: analysis in this process."""
+        count = pool.worker_count(config.milter, self.cpus)
+        if self.zygote is None or count < pool.POOL_FROM:
+            return None
+        if self.supervisor is None:
+            self.supervisor = pool.Supervisor(self.zygote, _build_engine, self.metrics,
+                                              cpu_affinity=self.config.milter.cpu_affinity)
+        self.generation += 1
+        return self.supervisor.pool(config, count, self.generation)
+
+    def worker_count(self) -> int:
+        """Analysis processes in use (1: analysis in this process)."""
+        workers = runtime.get_runtime().pool
+        return workers.count if workers is not None else 1
 
     def reload(self) -> None:
         """SIGHUP: a new valid config replaces the old one; a bad one is logged and ignored."""
@@ -190,6 +221,9 @@ class Server:
                 if getattr(new.milter, key) != getattr(self.config.milter, key):
                     logs.event("reload_notice", logging.WARNING, file=path,
                                note=f"milter.{key} changes take effect after a restart")
+            if self.zygote is None and pool.worker_count(new.milter, self.cpus) >= pool.POOL_FROM:
+                logs.event("reload_notice", logging.WARNING, file=path,
+                           note="milter.workers: analysis moves to worker processes after a restart")
             self.install(new)
         except ConfigError as exc:
             logs.event("reload_failed", logging.ERROR, file=exc.file, key=exc.key, problem=exc.problem,
@@ -293,6 +327,7 @@ class Server:
 
                 spelling = main_cf_spelling(self.socket_spec)
                 logs.event("listening", socket=self.socket_spec, config=self.config.path,
+                           workers=self.worker_count(), workers_setting=self.config.milter.workers,
                            postfix=f"smtpd_milters = {spelling}",
                            hint="add the lines of deploy/postfix/main.cf.snippet to Postfix's main.cf")
                 if sys.stdout.isatty():  # `make run` in a terminal; services log only the event
@@ -310,6 +345,10 @@ class Server:
         while runtime.in_flight() > 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         left = runtime.in_flight()
+        workers = runtime.get_runtime().pool
+        if workers is not None:  # their messages are done: the workers and the zygote end now
+            workers.close()
+            self.zygote.close()
         path = _socket_path(self.socket_spec)
         if path is not None:
             try:
@@ -389,6 +428,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logs.setup(config.logging.level, config.logging.format, priority_prefix=config.logging.priority_prefix)
     logs.event("config", path=str(choice.path), source=choice.source)
+    # Analysis worker processes are forked from a zygote made now, while this process has one
+    # thread and every CPU it may use (the pinning below is for the milter process alone).
+    usable = pool.usable_cpus()
+    zygote = None
+    if pool.worker_count(config.milter, usable) >= pool.POOL_FROM:
+        from .zygote import Zygote
+
+        try:
+            zygote = Zygote.start(_build_engine)
+        except OSError as exc:  # fork refused: no memory, a process limit
+            print(f"otpguard: cannot start the analysis workers (milter.workers): {exc}", file=sys.stderr)
+            return 1
     if (cpus := pin_cpus(config.milter.cpu_affinity)) is not None:
         logs.event("cpu_affinity", cpus=list(cpus), setting=config.milter.cpu_affinity)
     metrics = None
@@ -410,7 +461,7 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             print(f"otpguard: cannot serve metrics on {metrics_listen}: {exc}", file=sys.stderr)
             return 2 if isinstance(exc, ValueError) else 1
-    srv = Server(config, socket_spec, metrics, metrics_listen)
+    srv = Server(config, socket_spec, metrics, metrics_listen, zygote=zygote, cpus=usable)
     try:
         srv.install(config)
     except ConfigError as exc:

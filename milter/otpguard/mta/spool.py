@@ -32,6 +32,11 @@ class Spool:
             self._file.write(b"".join(self._chunks))
             self._chunks = []
 
+    def fileno(self) -> int:
+        """The spool file's descriptor, its content flushed (an analysis worker reads it)."""
+        self._file.flush()
+        return self._file.fileno()
+
     def read(self) -> bytes:
         if self._file is None:
             return b"".join(self._chunks)
@@ -84,13 +89,17 @@ class CollectedMessage:
 
     def raw(self) -> bytes:
         """The message as the engine sees it: header fields, blank line, body (CRLF line ends)."""
+        return self.head() + self.body.read()
+
+    def head(self) -> bytes:
+        """The header section as the engine sees it, with the blank line that ends it."""
         parts = []
         for name, value in self.headers:
             # Postfix passes folded values with bare LF (or CRLF) before continuation lines.
-            v = value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-            parts.append(name.encode("ascii", "replace") + b": " + v + b"\r\n")
+            if b"\n" in value:
+                value = value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            parts += (name.encode("ascii", "replace"), b": ", value, b"\r\n")
         parts.append(b"\r\n")
-        parts.append(self.body.read())
         return b"".join(parts)
 
     def subject(self) -> str | None:

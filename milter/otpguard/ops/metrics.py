@@ -49,7 +49,11 @@ ACTION_KINDS = (*CONFIG_ACTIONS, "burst_notice", OTHER)
 
 # Where an error happened. The adapter's guard names the stage it was in.
 STAGES = ("parse", "analysis", "dns", "auth", "policy", "actions", "quarantine", "state",
-          "bursts", "config", "milter", "timeout", "metrics", OTHER)
+          "bursts", "config", "milter", "timeout", "metrics", "worker", OTHER)
+
+# Why an analysis worker process was replaced (milter.workers > 1): it died (crash, OOM killer,
+# kill -9), or it was killed because a message overran the time budget.
+WORKER_RESTART_REASONS = ("died", "overran", OTHER)
 
 AUTH_METHODS = ("spf", "dkim", "dmarc", "arc")
 # RFC 8601 result words (section 2.7), plus "other" for anything else a peer may send.
@@ -190,6 +194,14 @@ class Metrics:
         self.dns_probe_last_success = Gauge("otpguard_dns_probe_last_success_timestamp_seconds",
                                             "Unix time of the last DNS probe that saw the brands' records.",
                                             registry=r)
+        self.workers_gauge = Gauge("otpguard_workers",
+                                   "Analysis worker processes ready (0: analysis runs in the milter process).",
+                                   registry=r)
+        self.worker_restarts = Counter("otpguard_worker_restarts",
+                                       "Analysis worker processes replaced, by why the old one ended.",
+                                       ["reason"], registry=r)
+        self._worker_cpu: Callable[[], float] | None = None
+        r.register(_WorkerCpu(self))
         self.build_info = Gauge("otpguard_build_info", "Build information; the value is always 1.",
                                 ["version"], registry=r)
         self.build_info.labels(version=version).set(1)
@@ -221,6 +233,8 @@ class Metrics:
         for lst in POLICY_LISTS:
             for kind in POLICY_KINDS:
                 self.policy_matches.labels(list=lst, kind=kind)
+        for reason in WORKER_RESTART_REASONS:
+            self.worker_restarts.labels(reason=reason)
 
     def record_message(self, decision: Decision, action: str, seconds: float, *,
                        applied: Iterable[str] | None = None, burst: BurstNotice | None = None) -> None:
@@ -298,6 +312,18 @@ class Metrics:
         """Count an ALIAS_MISMATCH message; record_message calls it when the Decision has that symbol."""
         self.alias_mismatches.inc()
 
+    def workers_running(self, count: int) -> None:
+        """Analysis worker processes ready now (milter.workers > 1)."""
+        self.workers_gauge.set(count)
+
+    def worker_replaced(self, reason: str) -> None:
+        """An analysis worker ended and a new one was started in its place."""
+        self.worker_restarts.labels(reason=_bounded(reason, WORKER_RESTART_REASONS)).inc()
+
+    def set_worker_cpu_source(self, source: Callable[[], float]) -> None:
+        """Serve otpguard_worker_cpu_seconds_total from source (CPU seconds of all workers so far)."""
+        self._worker_cpu = source
+
     def set_quarantine_source(self, source: Callable[[], int | None], *,
                               cache_seconds: float = QUARANTINE_CACHE_SECONDS,
                               monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -326,3 +352,29 @@ class Metrics:
         host, port = parse_listen(listen)
         server, thread = start_http_server(port, addr=host, registry=self.registry)
         return MetricsServer(host=host, port=server.server_address[1], _server=server, _thread=thread)
+
+
+class _WorkerCpu:
+    """otpguard_worker_cpu_seconds_total: the analysis workers' CPU, beside process_cpu_seconds_total
+    (which is the milter process's own). Absent while analysis runs in the milter process."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        source = self._metrics._worker_cpu
+        if source is None:
+            return []
+        from prometheus_client.core import CounterMetricFamily
+
+        try:
+            value = float(source())
+        except Exception:  # noqa: BLE001 - a failing source must not break the whole scrape
+            self._metrics.record_error("metrics")
+            return []
+        return [CounterMetricFamily("otpguard_worker_cpu_seconds",
+                                    "CPU seconds used by the analysis worker processes (milter.workers > 1).",
+                                    value=value)]
