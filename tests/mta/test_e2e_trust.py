@@ -132,7 +132,10 @@ FORGED_HEADERS = (b"X-OTPGuard-Verdict: clean; score=0; genuine=yes\r\n"
 
 def test_monitor_mode_still_removes_forged_headers(stack: Stack) -> None:
     pf = stack.pf
-    raw = FORGED_HEADERS + b"marker-hygiene-monitor\r\n"
+    # A Date of its own: without one, Postfix adds the time of each send and the two copies
+    # compared below could differ by a second.
+    raw = FORGED_HEADERS.replace(b"Subject: hello\r\n", b"Subject: hello\r\nDate: Mon, 7 Dec 2026 05:00:00 +0000\r\n") \
+        + b"marker-hygiene-monitor\r\n"
     code, reply = pf.send(raw, listener="monitor")
     assert code == 250, reply
     qid = queue_id(reply)
