@@ -103,7 +103,9 @@ def find_claim(ctx: "Context") -> Claim:
         c.identity.append("inner-from")
     # --- speech: the body presents itself as the brand
     body = ctx.body_folded_head
-    if body:
+    # Both patterns need one of the brand's forms: a substring test first (C, a few forms) spares
+    # mail that never names the brand their alternations, tried at every position of its text.
+    if body and any(form in body for form in ctx.brand_forms):
         team, copyright_ = _speech_patterns(ctx.brand_forms)
         if team.search(body):
             c.speech.append("signature")
