@@ -56,6 +56,17 @@ class BrandMatcher:
         return self.pattern.findall(text)
 
 
+# Forms of a brand's names and stems: the same for every message, so computed once per brand.
+@lru_cache(maxsize=16)
+def _brand_forms(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted({skeleton(clean(n)) for n in names}, key=len, reverse=True))
+
+
+@lru_cache(maxsize=16)
+def _folded_stems(stems: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(fold_lookalike(skeleton(s)) for s in stems)
+
+
 @lru_cache(maxsize=64)
 def brand_pattern(names: tuple[str, ...]) -> BrandMatcher:
     """The matcher of a brand's names (built once per name list)."""
@@ -230,10 +241,15 @@ class Context:
     def claim(self) -> Claim:
         return find_claim(self)
 
-    @cached_property
+    @property
     def brand_forms(self) -> tuple[str, ...]:
         """The brand's names as body text is searched (confusables folded to a skeleton)."""
-        return tuple(sorted({skeleton(clean(n)) for n in self.brand.names}, key=len, reverse=True))
+        return _brand_forms(self.brand.names)
+
+    @property
+    def folded_stems(self) -> tuple[str, ...]:
+        """The brand's stems as sender addresses are compared (skeleton, lookalikes folded)."""
+        return _folded_stems(self.brand.stems)
 
     @cached_property
     def body_folded_head(self) -> str:

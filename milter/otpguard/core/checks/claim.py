@@ -205,11 +205,13 @@ def _brand_in_local_part(ctx: "Context") -> bool:
     if not locals_:
         return False
     folded = ctx.folded(clean(" ".join(locals_)))
-    stems = [ctx.folded(s) for s in ctx.brand.stems]
+    stems = ctx.folded_stems
     if any(stem in folded for stem in stems):
         return True
     for token in _LOCAL_TOKEN.findall(folded):
-        if len(token) >= 5 and any(len(s) >= 5 and osa_distance(token, s, 1) <= 1 for s in stems):
+        # One edit apart: lengths differ by one at most (checked before the distance itself).
+        if len(token) >= 5 and any(len(s) >= 5 and abs(len(s) - len(token)) <= 1 and osa_distance(token, s, 1) <= 1
+                                   for s in stems):
             return True
     return False
 
