@@ -214,9 +214,11 @@ def main() -> int:
     # In a random (seeded) order: a run cut short by the budget is a fair sample of every kind.
     random.Random(args.seed).shuffle(todo)
     tests = args.tests.split()
-    # The tests must pass on the tree as it is, or every mutant would look killed.
+    # The tests must pass on the tree as it is, or every mutant would look killed. The tree's own
+    # package first (as the mutants' copies are): an editable install may point at another checkout.
     baseline = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header",
-                               *tests], cwd=tree, env=dict(os.environ, CI=""), capture_output=True, text=True)
+                               *tests], cwd=tree, env=dict(os.environ, CI="", PYTHONPATH=str(tree / "milter")),
+                              capture_output=True, text=True)
     if baseline.returncode != 0:
         print("the selected tests fail without any mutant: fix or deselect them first\n" + baseline.stdout[-2000:])
         return 2
