@@ -225,3 +225,29 @@ def test_a_list_copy_is_not_judged_by_the_envelope_the_list_wrote(engine):
     # ...but what the list's own receiving host recorded of the original envelope still counts.
     spf = b"Received-SPF: none (lists.example.org: domain of x@bulk.example does not designate) envelope-from=<x@bulk.example>\r\n"
     assert "ENVELOPE_OFF_BRAND" in {h.symbol for h in engine.analyse(_brand_mail(spf).replace(b"From:", b"List-Id: <x>\r\nFrom:", 1), env).hits}
+
+
+_DETAILS_FORM = """From: "Amazon" <notice@account-review-desk.top>
+To: user@example.org
+Subject: Confirm your details
+MIME-Version: 1.0
+Content-Type: text/html; charset=utf-8
+
+<p>Please confirm your identity to keep using your account.</p>
+<form action="https://collect-details.top/submit">{fields}<input type="submit" value="Send"></form>
+"""
+
+
+@pytest.mark.parametrize("fields, strength", [
+    # Name and card number beside a credential lure: details collected for someone else.
+    ('<input type="text" name="n"><input type="number" name="c">', 0.6),
+    # One field is a search box, not a form that collects details.
+    ('<input type="text" name="q">', None),
+])
+def test_a_form_asking_for_several_details_next_to_a_lure_is_a_login_form(engine, fields, strength):
+    d = engine.analyse(_DETAILS_FORM.format(fields=fields).encode(), _env())
+    found = [h for h in d.hits if h.symbol == "LOGIN_FORM"]
+    if strength is None:
+        assert not found, found
+    else:
+        assert [(h.strength, "collect-details.top" in h.reason) for h in found] == [(strength, True)]
