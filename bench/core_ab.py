@@ -50,8 +50,13 @@ def main() -> int:
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], capture_output=True)
     b, t = statistics.median(rates["base"]), statistics.median(rates["this"])
+    # Each round's own ratio as well: the host's load drifts over minutes, and a round's two
+    # runs see nearly the same host (a ratio of medians mixes rounds that did not).
+    paired = [tb / bb for bb, tb in zip(rates["base"], rates["this"])]
+    print(f"per-round ratios: {' '.join(f'{r:.2f}' for r in paired)}")
     print(f"core A/B over {args.rounds} rounds: base {args.base} {b:.0f} msgs/s, this build {t:.0f} msgs/s, "
-          f"ratio this/base {t / b:.2f}")
+          f"ratio this/base {t / b:.2f}; median of the rounds' ratios {statistics.median(paired):.2f}; "
+          f"best against best {max(rates['this']) / max(rates['base']):.2f}")
     return 0
 
 

@@ -96,3 +96,23 @@ def test_clean_removes_invisibles_and_stray_marks():
 def test_skeleton_maps_greek_and_cyrillic_lookalikes():
     assert skeleton(clean("Αmazοn")) == "amazon"   # Greek Alpha and omicron
     assert skeleton(clean("Аmаzоn")) == "amazon"   # Cyrillic a and o
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="amzonxy", max_size=9), st.text(alphabet="amzonxy", max_size=9), st.integers(0, 3))
+def test_osa_distance_letter_bound_changes_no_answer(a, b, limit):
+    """The letters-present bound only skips the table when the table would say "over the limit"."""
+    def table(a: str, b: str) -> int:  # the plain OSA recurrence, uncapped
+        d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+        for i in range(len(a) + 1):
+            d[i][0] = i
+        for j in range(len(b) + 1):
+            d[0][j] = j
+        for i in range(1, len(a) + 1):
+            for j in range(1, len(b) + 1):
+                d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+                if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                    d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+        return d[-1][-1]
+
+    assert min(osa_distance(a, b, limit), limit + 1) == min(table(a, b), limit + 1)

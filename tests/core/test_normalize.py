@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -52,3 +54,36 @@ def test_skeleton_is_the_whole_table_translation(text):
 def test_every_mapped_character_is_found_alone_and_in_japanese_text():
     for ch in _table_keys(False) + _table_keys(True):
         assert skeleton(f"\u3042{ch}\u8a9e") == f"\u3042{_fold_table()[ord(ch)]}\u8a9e"
+
+
+# --- may_hold: the shortcut that spares most mail clean() -------------------------------------
+
+_FORMS = ("amazon", "amazon.co.jp", "アマゾン")
+_NEAR_TEXT = st.lists(st.sampled_from(list("amazonAMAZON .co.jp\n\t-z") + ["\u200b", "а", "ｍ", "アマゾン", "a m a z o n",
+                                                                            "\xa0", "©", "’", "…", "\u2024", "™", "ⓜ", "\u202e", "\u0301"]),
+                      max_size=30).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_NEAR_TEXT)
+def test_may_hold_never_says_no_when_the_read_text_holds_a_form(text):
+    from otpguard.core.normalize import clean, may_hold
+
+    if any(form in skeleton(clean(text)) for form in _FORMS):
+        assert may_hold(text, _FORMS)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Your order has shipped.", False),          # ASCII, no form: clean() is not needed
+    ("Sent from my AMAZON Fire", True),         # case folds
+    ("A m a z o n security", True),            # letter spacing: read whole
+    ("Amаzon", True),                           # a Cyrillic a: not ASCII, read whole
+    ("ordinary café text", True),               # a letter outside ASCII: read whole
+    ("Price:\xa0$5 ©\xa02024 • ok…", False),       # no-break spaces, ©, bullets: read here
+    ("a\xa0m\xa0a\xa0z\xa0o\xa0n", True),            # letters spaced by no-break spaces
+    ("ⓐmazon", True),                           # NFKC makes a letter of it
+])
+def test_may_hold_answers_no_only_for_plain_ascii_without_a_form(text, expected):
+    from otpguard.core.normalize import may_hold
+
+    assert may_hold(text, _FORMS) is expected

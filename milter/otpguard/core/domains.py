@@ -99,6 +99,12 @@ def osa_distance(a: str, b: str, limit: int = 3) -> int:
     """Optimal string alignment distance (Levenshtein plus adjacent transpositions), capped."""
     if abs(len(a) - len(b)) > limit:
         return limit + 1
+    # A bound before the table: one edit takes at most one kind of letter out of a string and
+    # brings at most one in (a transposition neither), so letters one side has and the other
+    # lacks each cost an edit. Most tokens compared with a brand's stem fail here, in C.
+    sa, sb = set(a), set(b)
+    if len(sa - sb) > limit or len(sb - sa) > limit:
+        return limit + 1
     prev2: list[int] = []
     prev = list(range(len(b) + 1))
     for i in range(1, len(a) + 1):
@@ -125,6 +131,9 @@ def _fold(text: str) -> str:
     return fold_lookalike(skeleton(clean(text)))
 
 
+_fold_stem = lru_cache(maxsize=256)(_fold)  # a brand's stems: the same for every host
+
+
 @lru_cache(maxsize=16384)
 def _lookalike(host: str, stems: tuple[str, ...], owned: frozenset[str]) -> Lookalike | None:
     host = host.lower().rstrip(".")
@@ -135,23 +144,22 @@ def _lookalike(host: str, stems: tuple[str, ...], owned: frozenset[str]) -> Look
     punycode = "xn--" in host
     uhost = unpunycode(host)
     ulabel = unpunycode(label)
+    flabel = _fold(ulabel)
+    tokens = [t for t in re.split(r"[-_]+", flabel) if t] + [flabel.replace("-", "")]
+    sub_tokens = re.split(r"[.\-_]+", _fold(unpunycode(sub))) if sub else []
     for stem in stems:
-        fstem = _fold(stem)
-        flabel = _fold(ulabel)
+        fstem = _fold_stem(stem)
         if flabel == fstem:
             how = "punycode" if punycode else ("homoglyph" if ulabel != stem else "same name, other suffix")
             return Lookalike(domain=host, stem=stem, how=how)
-        tokens = [t for t in re.split(r"[-_]+", flabel) if t]
-        for tok in tokens + [flabel.replace("-", "")]:
+        for tok in tokens:
             if fstem in tok:
                 return Lookalike(domain=host, stem=stem, how="brand in name")
             if len(tok) >= 5 and osa_distance(tok, fstem, 2) <= (1 if len(fstem) < 8 else 2):
                 return Lookalike(domain=host, stem=stem, how="typo" if not punycode else "punycode")
-        if sub:
-            fsub = _fold(unpunycode(sub))
-            for t in re.split(r"[.\-_]+", fsub):
-                if fstem == t or (len(t) >= 5 and (fstem in t or osa_distance(t, fstem, 1) <= 1)):
-                    return Lookalike(domain=host, stem=stem, how="brand in subdomain")
+        for t in sub_tokens:
+            if fstem == t or (len(t) >= 5 and (fstem in t or osa_distance(t, fstem, 1) <= 1)):
+                return Lookalike(domain=host, stem=stem, how="brand in subdomain")
         if punycode and fstem in _fold(uhost):
             return Lookalike(domain=host, stem=stem, how="punycode")
     return None

@@ -241,6 +241,46 @@ def clean(text: str) -> str:
     return fold_spaces(join_spaced(text)).casefold()
 
 
+def may_hold(text: str, forms: tuple[str, ...]) -> bool:
+    """False only when skeleton(clean(text)) certainly holds none of forms (cleaned, skeleton
+    forms): a test that spares clean() the text of most mail.
+
+    Text whose every non-ASCII character is inert (see _inert: no letter or digit, no mark, no
+    invisible or bidi character, no confusable; a no-break space, ©, ’, •) is read here as
+    clean() reads it: each inert character replaced by its NFKC form, then, without letter
+    spacing, clean() folds only whitespace and case, and skeleton() changes nothing. A form
+    without whitespace is then in the result exactly when it is in the lower-cased text. Any
+    other text (Unicode tricks, letter-spaced words, other scripts) may hold them."""
+    if any(not f or any(c.isspace() for c in f) for f in forms):
+        return True  # whitespace folding could make or unmake one: no shortcut
+    if not text.isascii():
+        others = [c for c in set(text) if ord(c) > 127]
+        if not all(_inert(c) for c in others):
+            return True
+        for c in others:
+            if (n := unicodedata.normalize("NFKC", c)) != c:
+                text = text.replace(c, n)
+    if _SPACED_GATE.search(text) is not None:
+        return True
+    lowered = text.lower()
+    return any(f in lowered for f in forms)
+
+
+@lru_cache(maxsize=4096)
+def _inert(ch: str) -> bool:
+    """A non-ASCII character clean() and skeleton() pass through as a non-letter: its NFKC form
+    holds no letter or digit, and neither it nor its NFKC form is invisible, a blank, a bidi
+    control, a combining mark or a confusable of an ASCII letter."""
+    nfkc = unicodedata.normalize("NFKC", ch)
+    table = _fold_table()
+    for c in {ch, *nfkc}:
+        if c.isalnum() or c in _BLANK_SET or c in _BIDI_CONTROLS or ord(c) in table:
+            return False
+        if unicodedata.category(c) in ("Mn", "Mc", "Me", "Cf", "Co", "Cn", "Cs") or _INVISIBLE_RE.match(c):
+            return False
+    return True
+
+
 def skeleton(cleaned: str) -> str:
     """Map confusable letters (Greek, Cyrillic, fullwidth, mathematical) and accented Latin
     letters to ASCII lowercase."""

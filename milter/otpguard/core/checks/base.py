@@ -10,7 +10,7 @@ from ..brand import BrandProfile
 from ..domains import Lookalike, lookalike, registered_domain
 from ..intent import intents
 from ..model import AuthSummary, Envelope, Hit
-from ..normalize import clean, fold_lookalike, skeleton
+from ..normalize import clean, fold_lookalike, may_hold, skeleton
 from ..headerfields import split_address
 from ..message import Address, ParsedMessage
 from ..vocabulary import LURES, Phrases, compile_kind
@@ -250,6 +250,13 @@ class Context:
     def folded_stems(self) -> tuple[str, ...]:
         """The brand's stems as sender addresses are compared (skeleton, lookalikes folded)."""
         return _folded_stems(self.brand.stems)
+
+    @cached_property
+    def text_may_name_brand(self) -> bool:
+        """Could the body or the attachments' text name the brand once read (normalize.may_hold)?
+        Most mail never does: its text is then not cleaned for the claim at all."""
+        forms = self.brand_forms + self.brand_re.anchors
+        return may_hold(self.msg.text, forms) or may_hold(self.msg.attachment_text, forms)
 
     @cached_property
     def body_folded_head(self) -> str:

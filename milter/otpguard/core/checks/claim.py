@@ -102,7 +102,10 @@ def find_claim(ctx: "Context") -> Claim:
     if _inner_from_claims(ctx):
         c.identity.append("inner-from")
     # --- speech: the body presents itself as the brand
-    body = ctx.body_folded_head
+    # Speech and mentions in the body need one of the brand's forms in its text: most mail has
+    # none, which a test on the raw text tells for ASCII text (no cleaning needed).
+    named = ctx.text_may_name_brand
+    body = ctx.body_folded_head if named else ""
     # Both patterns need one of the brand's forms: a substring test first (C, a few forms) spares
     # mail that never names the brand their alternations, tried at every position of its text.
     if body and any(form in body for form in ctx.brand_forms):
@@ -137,7 +140,7 @@ def find_claim(ctx: "Context") -> Claim:
         if ctx.names_product(sub) and _from_brand(ctx, sub, products=True):
             c.speech.append("inner-subject")
             break
-    body_named = ctx.mentions_brand(ctx.body_clean) or ctx.mentions_brand(ctx.attachment_clean)
+    body_named = named and (ctx.mentions_brand(ctx.body_clean) or ctx.mentions_brand(ctx.attachment_clean))
     if body_named:
         if ctx.addresses_customer(ctx.body_clean) or ctx.addresses_customer(ctx.attachment_clean):
             c.medium.append("customer-address")
