@@ -11,7 +11,7 @@ from .core import pipeline
 from .config import Config
 from .core.model import INTERNAL_PREFIX, AuthSummary, Decision, Envelope, Hit, Level
 from .core.mime import shrink
-from .core.parse import parse_message
+from .core.parse import complete, parse_message
 from .core.qr import qr_links
 from .core.verdict import level_for, score_hits
 
@@ -48,12 +48,15 @@ class Engine:
             limits = (f"message of {size} bytes > max_parse_bytes {cfg.max_parse_bytes}: {how}",)
         elif truncated:
             limits = ("only a prefix of the message was received for analysis",)
-        msg = parse_message(raw, cfg)
+        # The facts only brand-claiming mail needs (links written in the text, Unicode evidence)
+        # are read by the pipeline when a message claims a brand (parse.complete).
+        msg = parse_message(raw, cfg, whole=False)
         if limits:
             msg = replace(msg, limits=limits + msg.limits)
         ctxs = pipeline.contexts(msg, envelope, self.config)
         if msg.pictures and cfg.qr_max_images and pipeline.claims_brand(ctxs):
             # QR decoding costs milliseconds per picture: only mail that claims a brand pays.
+            msg = complete(msg, cfg.max_links)  # a QR code's links come after the text's
             links, notes = qr_links(msg.pictures, cfg.qr_max_images, cfg.qr_max_pixels)
             if links or notes:
                 msg = replace(msg, links=msg.links + tuple(links[: max(0, cfg.max_links - len(msg.links))]),

@@ -91,6 +91,11 @@ class ParsedMessage:
     # Pictures carried by the message (image parts, data: URIs), for QR decoding when the
     # mail claims a brand (engine.py decides, then qr.py adds their links). Not a fact checks read.
     pictures: tuple[bytes, ...] = ()
+    # True while the facts only a brand-claiming message needs are not read yet: the URLs and
+    # host names written out in the text (links) and the Unicode tricks of the display name,
+    # subject and body (obfuscation). parse.complete() reads them; the pipeline asks for it
+    # once a message claims a brand (most mail never does, and never pays for them).
+    pending: bool = False
 
     @property
     def headers(self) -> tuple[tuple[str, str], ...]:

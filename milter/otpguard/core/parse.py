@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import Message
 
 from .attachments import calendar_read, docx_text, pdf_read, rtf_text
@@ -113,10 +113,13 @@ def _addresses(values: list[str]) -> tuple[Address, ...]:
     return tuple(result)
 
 
-def parse_message(raw: bytes, limits: AnalysisConfig) -> ParsedMessage:
-    """Parse raw message bytes into facts. Never raises."""
+def parse_message(raw: bytes, limits: AnalysisConfig, *, whole: bool = True) -> ParsedMessage:
+    """Parse raw message bytes into facts. Never raises.
+
+    whole=False leaves the facts only brand-claiming mail needs for complete() (pending)."""
     try:
-        return _parse_message(raw, limits)
+        msg = _parse_message(raw, limits)
+        return complete(msg, limits.max_links) if whole else msg
     except Exception as exc:  # noqa: BLE001 - the last net: facts unknown, but no exception
         return ParsedMessage(raw_headers=(), from_=(), reply_to=(), sender=None, return_path=None, subject="", text="",
                              attachment_text="", links=(), forms=(), attachments=(), dkim_domains=(),
@@ -178,29 +181,41 @@ def _parse_message(raw: bytes, limits: AnalysisConfig) -> ParsedMessage:
         reading.texts[:] = [t for _, a, b in ordered for t in reading.texts[a:b]]
 
     text = _layout(reading)
-    links = reading.links
+    reading.inner.extend(inline_forwards(text))
+    return ParsedMessage(
+        raw_headers=tuple(headers), from_=from_, reply_to=reply_to, sender=sender, return_path=return_path,
+        subject=subject, text=text, attachment_text="\n".join(reading.att_texts), links=tuple(reading.links),
+        forms=tuple(reading.forms), attachments=tuple(reading.attachments), dkim_domains=tuple(dkim_domains),
+        defects=tuple(dict.fromkeys(defects)), size=len(raw), title=reading.title, images=tuple(reading.images),
+        inner_messages=tuple(reading.inner[:MAX_INNER_MESSAGES]), obfuscation=tuple(dict.fromkeys(reading.obfuscation)),
+        limits=tuple(dict.fromkeys(reading.reached)), pictures=tuple(reading.pictures), pending=True,
+    )
+
+
+def complete(msg: ParsedMessage, max_links: int) -> ParsedMessage:
+    """The message with its pending facts read: the links written out in its text (URLs, then
+    bare host names; the structure's own links first, max_links in all) and the Unicode tricks
+    of its display name, subject and body added to the obfuscation evidence."""
+    if not msg.pending:
+        return msg
+    links = list(msg.links)
+    limits = msg.limits
+    text = msg.text
     seen = {link.href for link in links}
-    if len(links) < limits.max_links:
-        for link in text_links(text, limits.max_links - len(links)):
+    if len(links) < max_links:
+        for link in text_links(text, max_links - len(links)):
             if link.href not in seen:
                 seen.add(link.href)
                 links.append(link)
-    if len(links) < limits.max_links:
-        links.extend(bare_links(text, limits.max_links - len(links), seen))
-    if len(links) >= limits.max_links:
-        reading.note(f"more than {limits.max_links} links: the rest not read", reading.reached)
-    reading.inner.extend(inline_forwards(text))
-    obfuscation = list(dict.fromkeys(reading.obfuscation))
-    for where, value in (("display name", " ".join(a.display for a in from_)), ("subject", subject), ("body", text)):
+    if len(links) < max_links:
+        links.extend(bare_links(text, max_links - len(links), seen))
+    if len(links) >= max_links and (note := f"more than {max_links} links: the rest not read") not in limits:
+        limits += (note,)
+    obfuscation = list(msg.obfuscation)
+    for where, value in (("display name", " ".join(a.display for a in msg.from_)), ("subject", msg.subject),
+                         ("body", text)):
         obfuscation.extend(evidence(value, where))
-    return ParsedMessage(
-        raw_headers=tuple(headers), from_=from_, reply_to=reply_to, sender=sender, return_path=return_path,
-        subject=subject, text=text, attachment_text="\n".join(reading.att_texts), links=tuple(links[: limits.max_links]),
-        forms=tuple(reading.forms), attachments=tuple(reading.attachments), dkim_domains=tuple(dkim_domains),
-        defects=tuple(dict.fromkeys(defects)), size=len(raw), title=reading.title, images=tuple(reading.images),
-        inner_messages=tuple(reading.inner[:MAX_INNER_MESSAGES]), obfuscation=tuple(obfuscation),
-        limits=tuple(dict.fromkeys(reading.reached)), pictures=tuple(reading.pictures),
-    )
+    return replace(msg, links=tuple(links[:max_links]), limits=limits, obfuscation=tuple(obfuscation), pending=False)
 
 
 _HEAD = 10_000

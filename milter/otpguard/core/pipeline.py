@@ -13,6 +13,8 @@ The decision model is identity, then intent (docs/architecture.md):
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from .checks.aliases import ALIAS_MISMATCH, alias_hit, alias_mismatch_for
 from .checks.aliases import DESCRIPTION as ALIAS_DESCRIPTION
 from .checks.authentication import AuthenticationCheck
@@ -30,6 +32,7 @@ from .checks.phones import PhoneCheck
 from .checks.test_token import PhishTestTokenCheck
 from .model import AuthSummary, Decision, Envelope, Hit, Level
 from .message import ParsedMessage
+from .parse import complete
 from .policy import SYMBOLS as POLICY_SYMBOLS
 from .settings import CoreSettings
 from .verdict import level_for, score_hits
@@ -86,9 +89,16 @@ def claims_brand(ctxs: list[Context]) -> bool:
 def decide(ctxs: list[Context], config: CoreSettings, auth: AuthSummary | None) -> Decision:
     """Run the checks for every brand and keep the brand with the strongest case."""
     best: Decision | None = None
+    whole: list[ParsedMessage] = []  # the message with its pending facts read, once for all brands
+
+    def completed(msg: ParsedMessage) -> ParsedMessage:
+        if not whole:
+            whole.append(complete(msg, config.analysis.max_links))
+        return whole[0]
+
     for ctx in ctxs:
         ctx.auth = auth
-        decision = _decide_one(ctx, config)
+        decision = _decide_one(ctx, config, completed)
         if best is None or decision.score > best.score or (decision.genuine and not best.genuine and best.score <= 0):
             best = decision
     if best is None:
@@ -145,12 +155,20 @@ def _run(check: Check, ctx: Context, errors: list[str]) -> list[Hit]:
         return []
 
 
-def _decide_one(ctx: Context, config: CoreSettings) -> Decision:
+def _decide_one(ctx: Context, config: CoreSettings,
+                completed: Callable[[ParsedMessage], ParsedMessage] = lambda msg: msg) -> Decision:
     errors: list[str] = []
     hits = _run(AUTHENTICATION, ctx, errors) + _run(TEST_TOKEN, ctx, errors)
     claim = ctx.claim
     if not claim.any and not hits:
         return Decision(level=Level.CLEAN, score=0.0, auth=ctx.auth)
+    if ctx.msg.pending:
+        # Everything below may read the links written in the text or the Unicode evidence:
+        # read now (parse.complete), for this message only.
+        try:
+            ctx.msg = completed(ctx.msg)
+        except Exception as exc:  # noqa: BLE001 - judged on the facts already read
+            errors.append(f"reading links and evidence failed: {type(exc).__name__}: {exc}"[:200])
     code_mail = any(k in ctx.lures for k in CODE_KINDS)
     if ctx.genuine:
         score, scored = score_hits(hits, config.scoring)
