@@ -153,10 +153,11 @@ def start_otpguard(work: Path, name: str, *, workers: int, pool_from: int | None
     changes = {'workers = "auto"': f"workers = {workers}"}
     if one_cpu:  # the milter process and its worker on the CPU "auto" gives the milter process
         changes['cpu_affinity = "auto"'] = f'cpu_affinity = "{max(os.sched_getaffinity(0))}"'
-    cfg = milter_config(work / f"{name}.toml", spec, metrics_port=port, changes=changes)
     env = {"PYTHONPATH": str(ROOT / "milter")}
     if pool_from is not None:
         env["OTPGUARD_BENCH_POOL_FROM"] = str(pool_from)
+        changes["inline_max_bytes = 2048"] = "inline_max_bytes = 0"  # the hand-off measured on every message
+    cfg = milter_config(work / f"{name}.toml", spec, metrics_port=port, changes=changes)
     command = (PY, "-c", BOOT, "null" if null else "real", "data")
     return OtpguardServer(config=cfg, socket=spec, log=work / f"{name}.log", command=command, env=env).start(), port
 

@@ -62,6 +62,7 @@ class MilterConfig:
     timeout_seconds: int = 600
     cpu_affinity: str = "auto"  # auto | none | CPU list such as "3" or "2,3" or "0-1"
     workers: int | str = "auto"  # "auto" (usable CPUs, capped) or a number of analysis processes
+    inline_max_bytes: int = 2048  # with workers: messages this small are analysed in the milter process
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -377,6 +378,7 @@ def load_config(path: str | Path) -> Config:
         timeout_seconds=m.integer("timeout_seconds", dm.timeout_seconds, 1),
         cpu_affinity=m.string("cpu_affinity", dm.cpu_affinity),
         workers=m.get("workers", (int, str), dm.workers, _check_workers),
+        inline_max_bytes=m.integer("inline_max_bytes", dm.inline_max_bytes, 0),
     )
     try:
         cpu_list(milter.cpu_affinity)

@@ -51,7 +51,8 @@ JSON_LOGS = {'format = "logfmt"': 'format = "json"'}
 TAG_ALL = {'clean = []': 'clean = ["tag"]',
            'genuine = []': 'genuine = ["tag"]',
            'phish = ["tag", "quarantine"]': 'phish = ["tag", "subject"]'}
-MAIN = {**JSON_LOGS, **TAG_ALL, 'workers = "auto"': "workers = 2"}
+# Every message to a worker, the small ones too (milter.inline_max_bytes = 0).
+MAIN = {**JSON_LOGS, **TAG_ALL, 'workers = "auto"': "workers = 2", "inline_max_bytes = 2048": "inline_max_bytes = 0"}
 # The second valid config for reloads under load: clean mail also gets a subject prefix.
 RELOADED_PREFIX = "[RELOADED-B]"
 MAIN_B = {**MAIN, 'clean = []': 'clean = ["tag", "subject"]',

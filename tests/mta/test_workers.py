@@ -36,8 +36,12 @@ TAG_ALL = {'clean = []': 'clean = ["tag"]', 'genuine = []': 'genuine = ["tag"]'}
 WORKERS = 'workers = "auto"'
 
 
-def workers(n: int) -> dict[str, str]:
-    return {WORKERS: f"workers = {n}"}
+INLINE = "inline_max_bytes = 2048"
+
+
+def workers(n: int, inline: bool = False) -> dict[str, str]:
+    """workers = n; every message to a worker unless inline (small ones stay in the milter)."""
+    return {WORKERS: f"workers = {n}", **({} if inline else {INLINE: "inline_max_bytes = 0"})}
 
 
 @pytest.fixture
@@ -215,6 +219,38 @@ def test_spooled_messages_reach_the_worker_as_a_file_and_get_the_same_banner(wor
     finally:
         one.stop()
         two.stop()
+
+
+# --- small messages stay in the milter process -----------------------------------------------------
+
+@pytest.mark.integration
+def test_small_messages_are_analysed_in_the_milter_process_and_larger_ones_in_a_worker(work: Path) -> None:
+    """milter.inline_max_bytes (2048 as shipped): with every worker stopped (SIGSTOP), a short
+    message is still judged at once, by the milter process; a longer one waits for a worker and
+    gets its on_error answer at the budget."""
+    m = start(work, "inline", {**TAG_ALL, **workers(2, inline=True),
+                               "time_budget_seconds = 10.0": "time_budget_seconds = 1.0"})
+    pids = worker_pids(m)
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        with m.conversation() as conv:
+            small = message("small")
+            large = message("large", "The nightly job finished without errors. " * 60)
+            assert len(small) < 2048 < len(large)
+            t0 = time.monotonic()
+            assert verdict(conv.message(small)).startswith("clean")
+            assert time.monotonic() - t0 < 0.9, "a small message must not wait for a worker"
+            t0 = time.monotonic()
+            assert verdict(conv.message(large)) == "error"
+            assert 0.9 <= time.monotonic() - t0 < 4.0
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:  # killed for the overrun, as it should be
+                pass
+        m.stop()
 
 
 # --- a worker that dies or hangs ------------------------------------------------------------------

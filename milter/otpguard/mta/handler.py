@@ -61,7 +61,9 @@ def plan_message(rt: Runtime, msg: CollectedMessage, envelope: Envelope, progres
         if rt.metrics is not None:
             rt.metrics.analysis_started()
         try:
-            if rt.pool is not None:  # milter.workers > 1: in a worker process (mta/pool.py)
+            # milter.workers > 1: in a worker process (mta/pool.py), but for a small message,
+            # whose analysis costs about what the hand-off to a worker does (milter.inline_max_bytes).
+            if rt.pool is not None and msg.size > rt.config.milter.inline_max_bytes:
                 decision, raw, truncated = rt.pool.analyse(msg, envelope, budget)
             else:
                 raw = msg.raw()
