@@ -87,3 +87,13 @@ def test_may_hold_answers_no_only_for_plain_ascii_without_a_form(text, expected)
     from otpguard.core.normalize import may_hold
 
     assert may_hold(text, _FORMS) is expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["Amazon ", "é", "ü", "Ａ", "а", "ο", "𝐀", "日本", "\n", "x" * 300]), max_size=40))
+def test_skeleton_reads_long_text_as_translate_does(pieces):
+    """The long-text path (regex substitution of the few confusables) and str.translate agree."""
+    from otpguard.core.normalize import _fold_table
+
+    text = "".join(pieces) * 3
+    assert skeleton(text) == text.translate(_fold_table())

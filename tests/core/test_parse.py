@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import email
 import email.header
+import email.errors
 import email.message
 import re
 from email.utils import getaddresses
@@ -211,7 +212,7 @@ def test_shortcut_builds_the_stdlib_message_for_every_corpus_mail(corpus, monkey
     assert len(files) > 1000
     fallbacks = []
     real = email.message_from_string
-    monkeypatch.setattr(email, "message_from_string", lambda text: fallbacks.append(1) or real(text))
+    monkeypatch.setattr(email, "message_from_string", lambda text, **kw: fallbacks.append(1) or real(text, **kw))
     for path in files:
         raw = path.read_bytes()
         if raw.startswith(b"From "):
@@ -227,7 +228,7 @@ def test_shortcut_builds_plain_and_multipart_mail_and_leaves_odd_shapes_to_the_s
     headerless = b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n'
     calls = []
     real = email.message_from_string
-    monkeypatch.setattr(email, "message_from_string", lambda text: calls.append(text) or real(text))
+    monkeypatch.setattr(email, "message_from_string", lambda text, **kw: calls.append(text) or real(text, **kw))
     msg = message_from_bytes(plain)
     assert calls == [] and msg["Subject"] == "hi\r\n\tthere" and msg.get_payload() == "body\r\n"
     msg = message_from_bytes(multi)
@@ -328,3 +329,44 @@ def test_a_bare_host_is_taken_whole_or_not_at_all():
 
     assert bare_links("Subject: Amazon.co.jp: your code", 10, set()) == []
     assert [link.href for link in bare_links("visit amazon-verify.top.", 10, set())] == ["http://amazon-verify.top/"]
+
+
+_FIELD_NAMES = st.sampled_from(["Content-Type", "content-type", "CONTENT-TYPE", "Subject", "X-A", "Received", "From"])
+_EDITS = st.lists(st.tuples(st.sampled_from(["add", "del", "replace", "set_param", "set_boundary"]), _FIELD_NAMES,
+                            st.text(alphabet="abc/;=\u00e9", max_size=8)), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_FIELD_NAMES, st.text(alphabet="abc/;= \udcff", max_size=10)), max_size=12), _EDITS)
+def test_indexed_message_answers_as_the_stdlib_message_through_edits(fields, edits):
+    """mime.IndexedMessage (an index of field names) answers get(), [] and `in` as
+    email.message.Message does, also after fields are added, deleted and replaced."""
+    from otpguard.core.mime import IndexedMessage
+
+    ours, theirs = IndexedMessage(), email.message.Message()
+    for m in (ours, theirs):
+        for name, value in fields:
+            m.set_raw(name, value)
+
+    def same() -> None:
+        for name in ("content-type", "Subject", "x-a", "received", "from", "missing"):
+            assert str(ours.get(name)) == str(theirs.get(name)) and (name in ours) == (name in theirs)
+            assert str(ours[name]) == str(theirs[name])
+
+    same()
+    for op, name, value in edits:
+        for m in (ours, theirs):
+            try:
+                if op == "add":
+                    m[name] = value
+                elif op == "del":
+                    del m[name]
+                elif op == "replace":
+                    m.replace_header(name, value)
+                elif op == "set_param":
+                    m.set_param("charset", value or "x", header=name)
+                else:
+                    m.set_boundary(value or "b")
+            except (KeyError, TypeError, email.errors.HeaderParseError):  # the stdlib refuses some edits
+                pass
+        same()

@@ -24,6 +24,42 @@ class _Unsure(Exception):
     """The shortcut cannot vouch for this shape: the stdlib parses the message."""
 
 
+class IndexedMessage(Message):
+    """email.message.Message whose get() and `in` find a field through an index of the field
+    names, built on first use, instead of lower-casing every name on every call (the stdlib's
+    scan: a part's Content-Type alone is asked for a dozen times, and mail carries 20 to 40
+    fields). The index follows the field list: rebuilt when the list is another or its length
+    changed, dropped by replace_header (the one change in place). Values are fetched through
+    the policy exactly as Message.get does."""
+
+    _og_index: dict[str, tuple[str, str]] | None = None
+    _og_index_of: list | None = None
+    _og_index_len = -1
+
+    def _fields(self) -> dict[str, tuple[str, str]]:
+        headers = self._headers
+        if self._og_index is None or self._og_index_of is not headers or self._og_index_len != len(headers):
+            index: dict[str, tuple[str, str]] = {}
+            for k, v in headers:
+                index.setdefault(k.lower(), (k, v))
+            self._og_index, self._og_index_of, self._og_index_len = index, headers, len(headers)
+        return self._og_index
+
+    def get(self, name, failobj=None):  # type: ignore[override]
+        found = self._fields().get(name.lower())
+        return failobj if found is None else self.policy.header_fetch_parse(*found)
+
+    def __getitem__(self, name):
+        return self.get(name)
+
+    def __contains__(self, name) -> bool:
+        return name.lower() in self._fields()
+
+    def replace_header(self, _name, _value) -> None:
+        super().replace_header(_name, _value)
+        self._og_index = None
+
+
 def message_from_bytes(raw: bytes) -> Message:
     """email.message_from_bytes(raw): the same Message, built without the feed parser when
     every header block is well formed and every multipart well delimited.
@@ -38,7 +74,7 @@ def message_from_bytes(raw: bytes) -> Message:
     try:
         return _shortcut(text, 0, len(text), 0)
     except Exception:  # noqa: BLE001 - _Unsure, deep recursion, or a header the stdlib chokes on
-        return email.message_from_string(text)  # which then raises as the stdlib does
+        return email.message_from_string(text, _class=IndexedMessage)  # which then raises as the stdlib does
 
 
 def _shortcut(text: str, start: int, end: int, depth: int) -> Message:
@@ -46,7 +82,7 @@ def _shortcut(text: str, start: int, end: int, depth: int) -> Message:
     sep = _HEADER_END.search(text, start, end)
     if sep is None or sep.start() == start or depth > _MAX_SHORTCUT_DEPTH:
         raise _Unsure
-    msg = Message()
+    msg = IndexedMessage()
     _header_fields(msg, text[start:sep.start()])
     body = sep.end()
     maintype = msg.get_content_maintype()
@@ -149,9 +185,9 @@ def header_fields_only(raw: bytes) -> Message:
     stdlib cannot build the message (a mangled RFC 2231 boundary makes get_boundary() raise).
     Sender, subject and body text must not vanish just because the structure is broken."""
     try:
-        return email.parser.BytesParser().parsebytes(raw, headersonly=True)
+        return email.parser.BytesParser(_class=IndexedMessage).parsebytes(raw, headersonly=True)
     except Exception:  # noqa: BLE001
-        return Message()
+        return IndexedMessage()
 
 
 @dataclass(frozen=True, slots=True)

@@ -477,6 +477,8 @@ def inline_forwards(text: str, limit: int = 5) -> list[InnerMessage]:
     """Forwarded messages quoted in the text: a forward marker line, then a header block
     (From:, Subject:, in the client's language) within the next lines."""
     out: list[InnerMessage] = []
+    if "-----" not in text and "Begin forwarded" not in text and "Forwarded by" not in text:
+        return out  # what every _FORWARD_GATE match holds: three searches in C spare the regex
     pos = 0
     while len(out) < limit and (hit := _FORWARD_GATE.search(text, pos)) is not None:
         # The marker's line, matched from its start: only lines holding a gate hit are tried.

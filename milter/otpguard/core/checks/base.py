@@ -73,12 +73,31 @@ def brand_pattern(names: tuple[str, ...]) -> BrandMatcher:
     return BrandMatcher(names)
 
 
+class ProductMatcher:
+    """Finds product names in normalised text: a substring test first, the word-bounded regex after."""
+
+    def __init__(self, products: tuple[str, ...]) -> None:
+        forms = [skeleton(clean(p)) for p in products]
+        self.anchors = tuple(dict.fromkeys(f for f in forms if not any(o != f and o in f for o in forms)))
+        self.pattern = re.compile("|".join(rf"(?<![a-z]){re.escape(f)}(?![a-z])" for f in forms))
+
+    def search(self, text: str) -> re.Match[str] | None:
+        if not any(a in text for a in self.anchors):
+            return None
+        return self.pattern.search(text)
+
+    def findall(self, text: str) -> list[str]:
+        if not any(a in text for a in self.anchors):
+            return []
+        return self.pattern.findall(text)
+
+
 @lru_cache(maxsize=64)
-def product_pattern(products: tuple[str, ...]) -> re.Pattern[str] | None:
+def product_pattern(products: tuple[str, ...]) -> ProductMatcher | None:
     """Product names ("Prime", "Kindle") as whole words; None when the profile has none."""
     if not products:
         return None
-    return re.compile("|".join(rf"(?<![a-z]){re.escape(skeleton(clean(p)))}(?![a-z])" for p in products))
+    return ProductMatcher(products)
 
 
 @lru_cache(maxsize=64)
@@ -167,7 +186,7 @@ class Context:
         return brand_pattern(self.brand.names)
 
     @cached_property
-    def product_re(self) -> re.Pattern[str] | None:
+    def product_re(self) -> ProductMatcher | None:
         return product_pattern(self.brand.products)
 
     def names_brand(self, cleaned: str) -> bool:

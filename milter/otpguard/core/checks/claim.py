@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from ..domains import lookalike, osa_distance
-from ..normalize import clean, skeleton
+from ..normalize import clean, fold_lookalike, skeleton
 
 if TYPE_CHECKING:
     from .base import Context
@@ -190,12 +190,19 @@ def _file_words(src: str) -> str:
 def _is_logo(ctx: "Context", name: str) -> bool:
     """An image named as the brand's logo: the brand's name and at most two other words. An ad
     or badge that mentions the brand ("In association with Amazon.com") is not its logo."""
-    if not name:
+    return bool(name) and _logo_name(name, ctx.brand.names)
+
+
+@lru_cache(maxsize=4096)
+def _logo_name(name: str, names: tuple[str, ...]) -> bool:
+    # Per name and brand: the same images (a shop's logo, a tracking pixel) recur mail after mail.
+    from .base import Context, brand_pattern
+
+    matcher = brand_pattern(names)
+    folded = Context.folded(clean(name))
+    if not matcher.search(folded):
         return False
-    cleaned = clean(name)
-    if not ctx.names_brand(cleaned):
-        return False
-    rest = ctx.brand_re.pattern.sub(" ", ctx.folded(cleaned))
+    rest = matcher.pattern.sub(" ", folded)
     others = [w for w in _NAME_WORDS.findall(rest) if w not in _LOGO_WORDS]
     return len(others) <= 2
 
@@ -203,12 +210,15 @@ def _is_logo(ctx: "Context", name: str) -> bool:
 def _brand_in_local_part(ctx: "Context") -> bool:
     """The brand in a foreign address's local part: support-amazon@x, arnazon-jp@x (a one-letter
     change of a stem counts too: the reader sees the brand)."""
-    locals_ = [a.local for a in ctx.msg.from_ + ctx.msg.reply_to if a.local and not ctx.brand.owns(a.domain)
-               and not ctx.brand.sends_from(a.domain)]
-    if not locals_:
-        return False
-    folded = ctx.folded(clean(" ".join(locals_)))
     stems = ctx.folded_stems
+    return any(_local_names_stem(a.local, stems) for a in ctx.msg.from_ + ctx.msg.reply_to
+               if a.local and not ctx.brand.owns(a.domain) and not ctx.brand.sends_from(a.domain))
+
+
+@lru_cache(maxsize=4096)
+def _local_names_stem(local: str, stems: tuple[str, ...]) -> bool:
+    # Per local part: the same senders (no-reply, info, newsletter) write mail after mail.
+    folded = fold_lookalike(skeleton(clean(local)))
     if any(stem in folded for stem in stems):
         return True
     for token in _LOCAL_TOKEN.findall(folded):
