@@ -59,6 +59,26 @@ class IndexedMessage(Message):
         super().replace_header(_name, _value)
         self._og_index = None
 
+    def _get_params_preserve(self, failobj, header):
+        # The parameters of a field value, parsed once per value: get_param, get_filename,
+        # get_boundary and get_content_charset each parse the whole field again (email.message,
+        # Python 3.11 to 3.13: the private method they all go through). The same values recur
+        # mail after mail ("text/plain; charset=utf-8").
+        value = self.get(header)
+        if type(value) is not str:  # missing, or a Header (undecodable bytes): as the stdlib does
+            return super()._get_params_preserve(failobj, header)
+        params = _PARAMS.get(value)
+        if params is None:
+            params = tuple(super()._get_params_preserve(failobj, header))
+            if len(_PARAMS) >= _MAX_PARAMS:
+                _PARAMS.clear()
+            _PARAMS[value] = params
+        return list(params)
+
+
+_PARAMS: dict[str, tuple] = {}
+_MAX_PARAMS = 4096
+
 
 def message_from_bytes(raw: bytes) -> Message:
     """email.message_from_bytes(raw): the same Message, built without the feed parser when
