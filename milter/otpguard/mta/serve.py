@@ -228,8 +228,7 @@ class Server:
             return None
         if self.supervisor is None:
             self.supervisor = pool.Supervisor(self.zygote, _build_engine, self.metrics,
-                                              cpu_affinity=effective_affinity(self.config.milter.cpu_affinity,
-                                                                              pooled=True))
+                                              cpu_affinity=self.config.milter.cpu_affinity)
         self.generation += 1
         return self.supervisor.pool(config, count, self.generation)
 
@@ -385,16 +384,6 @@ class Server:
         return 0
 
 
-def effective_affinity(setting: str, *, pooled: bool) -> str:
-    """milter.cpu_affinity as applied: "auto" pins only a milter that analyses in its own
-    process. With analysis workers, the milter process, the workers and the MTA beside them
-    are several busy processes: pinned, each waits for its own CPU while another is idle, and
-    the kernel no longer moves work where there is room (through Postfix on two vCPUs,
-    BENCHMARKS.md: 512-byte mail 1.36x faster unpinned, corpus mail the same). A CPU list
-    still applies as written."""
-    return "none" if pooled and setting.strip().lower() == "auto" else setting
-
-
 def pin_cpus(spec: str) -> tuple[int, ...] | None:
     """Apply milter.cpu_affinity to every thread of this process; the CPUs used, or None.
 
@@ -477,7 +466,7 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:  # fork refused: no memory, a process limit
             print(f"otpguard: cannot start the analysis workers (milter.workers): {exc}", file=sys.stderr)
             return 1
-    if (cpus := pin_cpus(effective_affinity(config.milter.cpu_affinity, pooled=zygote is not None))) is not None:
+    if (cpus := pin_cpus(config.milter.cpu_affinity)) is not None:
         logs.event("cpu_affinity", cpus=list(cpus), setting=config.milter.cpu_affinity)
     metrics = None
     metrics_listen = args.metrics or (config.metrics.listen if config.metrics.enabled else None)
