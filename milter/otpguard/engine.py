@@ -57,6 +57,8 @@ class Engine:
         if msg.pictures and cfg.qr_max_images and pipeline.claims_brand(ctxs):
             # QR decoding costs milliseconds per picture: only mail that claims a brand pays.
             msg = complete(msg, cfg.max_links)  # a QR code's links come after the text's
+            for ctx in ctxs:
+                ctx.msg = msg  # what the contexts computed so far holds for the completed message
             links, notes = qr_links(msg.pictures, cfg.qr_max_images, cfg.qr_max_pixels)
             if links or notes:
                 msg = replace(msg, links=msg.links + tuple(links[: max(0, cfg.max_links - len(msg.links))]),

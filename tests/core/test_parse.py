@@ -384,3 +384,19 @@ def test_indexed_message_answers_as_the_stdlib_message_through_edits(fields, edi
             except (KeyError, TypeError, LookupError, email.errors.HeaderParseError):  # the stdlib refuses some edits
                 pass
         same()
+
+
+def test_a_pending_message_completed_is_the_whole_message_for_every_corpus_mail(corpus):
+    """The engine parses with whole=False and completes brand-claiming mail (parse.complete):
+    for every development and traffic message, the completed message is the one a whole parse
+    gives, field for field (links, limits and evidence in the same order)."""
+    from otpguard.core.parse import complete
+
+    limits = AnalysisConfig()
+    files = sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix not in (".tsv", ".md"))
+    assert len(files) > 1000
+    for path in files:
+        raw = path.read_bytes()
+        pending = parse_message(raw, limits, whole=False)
+        assert pending.pending
+        assert complete(pending, limits.max_links) == parse_message(raw, limits), path

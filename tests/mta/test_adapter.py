@@ -580,7 +580,10 @@ def test_a_message_whose_runtime_is_replaced_before_its_analysis_starts_over_who
 
     old_engine = FakeEngine(PHISH)
     ctx = use(old_engine, metrics=metrics)
-    runtime.set_runtime(dataclasses.replace(runtime.get_runtime(), pool=RetiredPool()))
+    old = runtime.get_runtime()
+    every_message_to_the_pool = dataclasses.replace(old.config, milter=dataclasses.replace(old.config.milter,
+                                                                                          inline_max_bytes=0))
+    runtime.set_runtime(dataclasses.replace(old, pool=RetiredPool(), config=every_message_to_the_pool))
     with caplog.at_level(logging.INFO, logger="otpguard"):
         assert ctx.message(SIMPLE) == Milter.CONTINUE
     assert old_engine.calls == [] and len(new_engine.calls) == 1

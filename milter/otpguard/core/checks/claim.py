@@ -24,7 +24,7 @@ from ..domains import lookalike, osa_distance
 from ..normalize import clean, fold_lookalike, skeleton
 
 if TYPE_CHECKING:
-    from .base import Context
+    from .base import BrandMatcher, Context
 
 
 @dataclass(slots=True)
@@ -190,16 +190,14 @@ def _file_words(src: str) -> str:
 def _is_logo(ctx: "Context", name: str) -> bool:
     """An image named as the brand's logo: the brand's name and at most two other words. An ad
     or badge that mentions the brand ("In association with Amazon.com") is not its logo."""
-    return bool(name) and _logo_name(name, ctx.brand.names)
+    return bool(name) and _logo_name(name, ctx.brand_re)
 
 
 @lru_cache(maxsize=4096)
-def _logo_name(name: str, names: tuple[str, ...]) -> bool:
-    # Per name and brand: the same images (a shop's logo, a tracking pixel) recur mail after mail.
-    from .base import Context, brand_pattern
-
-    matcher = brand_pattern(names)
-    folded = Context.folded(clean(name))
+def _logo_name(name: str, matcher: "BrandMatcher") -> bool:
+    # Per name and brand (one matcher per brand's names): the same images (a shop's logo, a
+    # tracking pixel) recur mail after mail.
+    folded = fold_lookalike(skeleton(clean(name)))  # as Context.folded reads a name
     if not matcher.search(folded):
         return False
     rest = matcher.pattern.sub(" ", folded)
