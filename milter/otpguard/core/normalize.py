@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from typing import Iterable
 
 
 def _class_of(codepoints: list[int]) -> str:
@@ -272,8 +273,14 @@ def _shortcut_forms(forms: tuple[str, ...]) -> tuple[str, ...] | None:
     """The forms to look for, None when one is empty or holds whitespace (no shortcut then)."""
     if any(not f or any(c.isspace() for c in f) for f in forms):
         return None
-    # A form that holds a shorter one is found whenever that one is: only the shortest are tested.
-    return tuple(f for f in dict.fromkeys(forms) if not any(o != f and o in f for o in forms))
+    return shortest_forms(forms)
+
+
+def shortest_forms(forms: Iterable[str]) -> tuple[str, ...]:
+    """The forms that hold no other one ("amazon.co.jp" holds "amazon"): text holding a form
+    holds one of these, so a substring test of these alone rules text out."""
+    distinct = tuple(dict.fromkeys(forms))
+    return tuple(f for f in distinct if not any(o != f and o in f for o in distinct))
 
 
 @lru_cache(maxsize=4096)

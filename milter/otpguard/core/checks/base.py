@@ -10,7 +10,7 @@ from ..brand import BrandProfile
 from ..domains import Lookalike, lookalike, registered_domain
 from ..intent import intents
 from ..model import AuthSummary, Envelope, Hit
-from ..normalize import clean, fold_lookalike, may_hold, skeleton
+from ..normalize import clean, fold_lookalike, may_hold, shortest_forms, skeleton
 from ..headerfields import split_address
 from ..message import Address, ParsedMessage
 from ..vocabulary import LURES, Phrases, compile_kind
@@ -34,16 +34,13 @@ class Check(Protocol):
 _LURE_PATTERNS: dict[tuple[str, tuple[str, ...]], Phrases] = {}
 
 
-class BrandMatcher:
-    """Finds brand names in normalised text: a substring test first, the word-bounded regex after."""
+class Anchored:
+    """Finds forms in normalised text: a substring test of the shortest forms first (C speed,
+    rules out nearly all mail), the word-bounded regex of all of them after."""
 
-    def __init__(self, names: tuple[str, ...]) -> None:
-        forms = sorted({fold_lookalike(skeleton(clean(n))) for n in names}, key=len, reverse=True)
-        # Every longer name contains a shorter one ("amazon.co.jp" holds "amazon"): testing the
-        # shortest forms as plain substrings rules out nearly all mail at C speed.
-        self.anchors = tuple(f for f in forms if not any(o != f and o in f for o in forms))
-        alts = [rf"(?<![a-z]){re.escape(f)}(?![a-rt-z])" if f.isascii() else re.escape(f) for f in forms]
-        self.pattern = re.compile("|".join(alts))  # "amazons" and "amazon.co.jp" match, "amazonia" not
+    def __init__(self, forms: list[str], alternatives: list[str]) -> None:
+        self.anchors = shortest_forms(forms)
+        self.pattern = re.compile("|".join(alternatives))
 
     def search(self, text: str) -> re.Match[str] | None:
         if not any(a in text for a in self.anchors):
@@ -54,6 +51,15 @@ class BrandMatcher:
         if not any(a in text for a in self.anchors):
             return []
         return self.pattern.findall(text)
+
+
+class BrandMatcher(Anchored):
+    """A brand's names: "amazons" and "amazon.co.jp" match, "amazonia" not."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        forms = sorted({fold_lookalike(skeleton(clean(n))) for n in names}, key=len, reverse=True)
+        super().__init__(forms, [rf"(?<![a-z]){re.escape(f)}(?![a-rt-z])" if f.isascii() else re.escape(f)
+                                 for f in forms])
 
 
 # Forms of a brand's names and stems: the same for every message, so computed once per brand.
@@ -73,23 +79,12 @@ def brand_pattern(names: tuple[str, ...]) -> BrandMatcher:
     return BrandMatcher(names)
 
 
-class ProductMatcher:
-    """Finds product names in normalised text: a substring test first, the word-bounded regex after."""
+class ProductMatcher(Anchored):
+    """A brand's product names ("Prime", "Kindle") as whole words."""
 
     def __init__(self, products: tuple[str, ...]) -> None:
         forms = [skeleton(clean(p)) for p in products]
-        self.anchors = tuple(dict.fromkeys(f for f in forms if not any(o != f and o in f for o in forms)))
-        self.pattern = re.compile("|".join(rf"(?<![a-z]){re.escape(f)}(?![a-z])" for f in forms))
-
-    def search(self, text: str) -> re.Match[str] | None:
-        if not any(a in text for a in self.anchors):
-            return None
-        return self.pattern.search(text)
-
-    def findall(self, text: str) -> list[str]:
-        if not any(a in text for a in self.anchors):
-            return []
-        return self.pattern.findall(text)
+        super().__init__(forms, [rf"(?<![a-z]){re.escape(f)}(?![a-z])" for f in forms])
 
 
 @lru_cache(maxsize=64)
