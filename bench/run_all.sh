@@ -44,6 +44,8 @@ run "milter CPU per message, corpus mail (milter protocol, no Postfix)" "$PY" be
     --corpus "$CORPUS" --per-connection 10 -n 1200
 run "milter capacity: workers = 1 and 2, the hand-off, rspamd (milter protocol, 10 connections, no MTA)" \
     "$PY" bench/milter_load.py --corpus "$CORPUS"
+run "the hand-off alone: worker path against in-process, no protocol, no analysis" \
+    "$PY" bench/handoff.py --corpus "$CORPUS" -n 10000 --rounds 3
 run "postfix (throughput through a private Postfix)" "$PY" bench/postfix.py --corpus "$CORPUS"
 run "memory (RSS of otpguard serve)" "$PY" bench/memory.py --corpus "$CORPUS"
 exit $status

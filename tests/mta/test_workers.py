@@ -534,4 +534,5 @@ def test_sigterm_drains_the_workers_and_every_process_ends(work: Path) -> None:
     assert result and verdict(result[0]).startswith("clean")
     assert m.server.proc is not None and m.server.proc.wait(30) == 0
     assert m.events("stopping")[0]["in_flight"] == 1 and m.events("stopped")[0]["unfinished"] == 0
+    assert m.events("workers_supervisor_error") == []  # the supervisor stops before the zygote closes
     wait_until(lambda: not any(Path(f"/proc/{p}").exists() for p in tree), 10, "the zygote and workers to end")

@@ -74,6 +74,7 @@ START_SECONDS = 60.0  # longest wait for a pool's workers to build their engines
 # A worker that dies again and again is replaced after a pause that doubles up to this.
 MAX_RESPAWN_PAUSE = 30.0
 RESTART_WINDOW, RESTARTS_WITHOUT_PAUSE = 10.0, 3
+STOP_SECONDS = 2.0  # the supervisor's thread ends at its next wake-up: at once, unless it is busy
 
 STARTING, READY, DEAD = "starting", "ready", "dead"
 RESTART_REASONS = ("died", "overran")
@@ -462,6 +463,7 @@ class Supervisor:
         self._pools: list[WorkerPool] = []
         self._respawns: list[_Respawn] = []
         self._exited_cpu = 0.0
+        self._stopping = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_w.setblocking(False)
         self._thread = threading.Thread(target=self._run, name="otpguard-workers", daemon=True)
@@ -549,8 +551,16 @@ class Supervisor:
         except OSError:
             pass
 
+    def stop(self) -> None:
+        """At shutdown, once the pools are closed and before the zygote is: the thread ends
+        (a zygote closed under it would look lost, and be started again)."""
+        self._stopping = True
+        self._wake()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(STOP_SECONDS)
+
     def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 self._step()
             except Exception as exc:  # noqa: BLE001 - the supervisor must outlive any surprise

@@ -373,6 +373,8 @@ class Server:
         workers = runtime.get_runtime().pool
         if workers is not None:  # their messages are done: the workers and the zygote end now
             workers.close()
+            if self.supervisor is not None:
+                self.supervisor.stop()
             self.zygote.close()
         path = _socket_path(self.socket_spec)
         if path is not None:
