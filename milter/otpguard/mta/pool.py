@@ -552,8 +552,9 @@ class Supervisor:
             pass
 
     def stop(self) -> None:
-        """At shutdown, once the pools are closed and before the zygote is: the thread ends
-        (a zygote closed under it would look lost, and be started again)."""
+        """At shutdown, once the pools are closed and before the zygote is: the thread ends.
+        Woken after the zygote closed, it would poll a closed socket (workers_supervisor_error
+        every half second) or take the zygote for lost and fork another."""
         self._stopping = True
         self._wake()
         if threading.current_thread() is not self._thread:
