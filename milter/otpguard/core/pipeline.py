@@ -155,8 +155,7 @@ def _run(check: Check, ctx: Context, errors: list[str]) -> list[Hit]:
         return []
 
 
-def _decide_one(ctx: Context, config: CoreSettings,
-                completed: Callable[[ParsedMessage], ParsedMessage] | None = None) -> Decision:
+def _decide_one(ctx: Context, config: CoreSettings, completed: Callable[[ParsedMessage], ParsedMessage]) -> Decision:
     errors: list[str] = []
     hits = _run(AUTHENTICATION, ctx, errors) + _run(TEST_TOKEN, ctx, errors)
     claim = ctx.claim
@@ -166,7 +165,7 @@ def _decide_one(ctx: Context, config: CoreSettings,
         # Everything below may read the links written in the text or the Unicode evidence:
         # read now (parse.complete), for this message only.
         try:
-            ctx.msg = completed(ctx.msg) if completed is not None else complete(ctx.msg, config.analysis.max_links)
+            ctx.msg = completed(ctx.msg)
         except Exception as exc:  # noqa: BLE001 - judged on the facts already read
             errors.append(f"reading links and evidence failed: {type(exc).__name__}: {exc}"[:200])
     code_mail = any(k in ctx.lures for k in CODE_KINDS)
